@@ -1,0 +1,90 @@
+"""The market-data interface every provider implements, and the checks on its output."""
+from __future__ import annotations
+
+import re
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from kryptobot.errors import DataError, InvalidInput
+
+BAR_COLUMNS = ["timestamp", "open", "high", "low", "close", "volume"]
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9.\-^]{0,14}$")
+
+
+def check_symbol(symbol: str, field: str = "symbol") -> str:
+    """Return the symbol upper-cased, or raise InvalidInput naming ``field``."""
+    if not isinstance(symbol, str) or not SYMBOL_PATTERN.match(symbol.upper()):
+        raise InvalidInput(
+            f"malformed symbol {symbol!r}: expected 1-15 characters of A-Z, 0-9, '.', '-', '^'",
+            field=field,
+        )
+    return symbol.upper()
+
+
+@runtime_checkable
+class MarketDataProvider(Protocol):
+    """Daily (or other timeframe) OHLCV bars for a symbol.
+
+    ``get_bars`` returns a DataFrame with exactly ``BAR_COLUMNS``: ``timestamp`` as
+    timezone-naive UTC pandas timestamps, strictly increasing, prices > 0, volume >= 0.
+    ``start``/``end`` are inclusive; ``None`` means "from the beginning"/"to the end".
+    """
+
+    name: str
+
+    def get_bars(
+        self,
+        symbol: str,
+        start: str | pd.Timestamp | None = None,
+        end: str | pd.Timestamp | None = None,
+        timeframe: str = "1d",
+    ) -> pd.DataFrame: ...
+
+    def symbols(self) -> list[str]: ...
+
+
+def validate_bars(bars: pd.DataFrame, field: str = "bars") -> pd.DataFrame:
+    """Check a bar frame and return a clean copy (float columns, sorted index 0..n-1).
+
+    Raises DataError naming ``field`` for: missing columns, non-finite values, zero or
+    negative prices, negative volume, unsorted or duplicate timestamps.
+    """
+    missing = [c for c in BAR_COLUMNS if c not in bars.columns]
+    if missing:
+        raise DataError(f"missing column(s) {missing}", field=field)
+    out = bars[BAR_COLUMNS].copy()
+    try:
+        out["timestamp"] = pd.to_datetime(out["timestamp"], utc=True).dt.tz_localize(None)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"unparseable timestamp: {exc}", field=f"{field}.timestamp") from exc
+    for col in BAR_COLUMNS[1:]:
+        try:
+            out[col] = pd.to_numeric(out[col]).astype("float64")
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"non-numeric values in {col!r}", field=f"{field}.{col}") from exc
+        values = out[col].to_numpy()
+        if not np.isfinite(values).all():
+            raise DataError(f"NaN or infinite values in {col!r}", field=f"{field}.{col}")
+    for col in ("open", "high", "low", "close"):
+        if (out[col] <= 0).any():
+            raise DataError(f"zero or negative prices in {col!r}", field=f"{field}.{col}")
+    if (out["volume"] < 0).any():
+        raise DataError("negative volume", field=f"{field}.volume")
+    ts = out["timestamp"]
+    if ts.duplicated().any():
+        raise DataError("duplicate timestamps", field=f"{field}.timestamp")
+    if not ts.is_monotonic_increasing:
+        raise DataError("timestamps are not sorted ascending", field=f"{field}.timestamp")
+    return out.reset_index(drop=True)
+
+
+def slice_range(bars: pd.DataFrame, start=None, end=None) -> pd.DataFrame:
+    """Rows with ``start <= timestamp <= end`` (either bound may be None)."""
+    mask = pd.Series(True, index=bars.index)
+    if start is not None:
+        mask &= bars["timestamp"] >= pd.Timestamp(start)
+    if end is not None:
+        mask &= bars["timestamp"] <= pd.Timestamp(end)
+    return bars.loc[mask].reset_index(drop=True)

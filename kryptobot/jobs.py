@@ -1,0 +1,227 @@
+"""Background training jobs, each in its own process.
+
+Training is CPU-heavy (and TensorFlow holds the GIL in places), so it never runs in the
+serving process: :class:`JobRunner` starts ``python -m kryptobot.jobs <job file>`` and the
+child reports state and progress by atomically rewriting its JSON job file. A job that
+crashes or is killed cannot touch the active model: versions are only committed complete
+(see :mod:`kryptobot.store`) and only the serving process activates them.
+
+States: ``queued`` -> ``running`` -> ``trained`` (child done, versions committed) ->
+``succeeded`` (parent activated them) | ``failed`` | ``cancelled``.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kryptobot.errors import Conflict, KryptoError, NotFound
+from kryptobot.settings import Settings
+from kryptobot.store import ModelStore, atomic_write_json
+
+ACTIVE_STATES = ("queued", "running", "trained")
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def import_service(path: str):
+    """``"package.module:ClassName"`` -> the class."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class JobRunner:
+    """Starts, tracks and cancels one service's training jobs (at most one at a time)."""
+
+    def __init__(self, service_path: str, settings: Settings, store: ModelStore):
+        self.service_path = service_path
+        self.settings = settings
+        self.store = store
+        self.dir = store.dir / "jobs"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._fail_orphans()
+
+    def start(self, kind: str, config: dict) -> dict:
+        running = self.running()
+        if running is not None:
+            raise Conflict(f"training job {running['id']} is still {running['state']}", field="job")
+        job_id = uuid.uuid4().hex[:12]
+        record = {
+            "id": job_id,
+            "kind": kind,
+            "state": "queued",
+            "progress": 0.0,
+            "message": "queued",
+            "config": config,
+            "metrics": None,
+            "error": None,
+            "versions": [],
+            "created_at": _now(),
+            "started_at": None,
+            "finished_at": None,
+            "pid": None,
+        }
+        spec = {
+            "service": self.service_path,
+            "kind": kind,
+            "models_dir": str(self.settings.models_dir),
+            "csv_dir": str(self.settings.csv_dir) if self.settings.csv_dir else None,
+        }
+        atomic_write_json(self._spec_path(job_id), spec)
+        atomic_write_json(self._path(job_id), record)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kryptobot.jobs", str(self._path(job_id))],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C to the service must not kill a job half-way
+        )
+        self._procs[job_id] = proc
+        record = self.update(job_id, pid=proc.pid)
+        return record
+
+    def get(self, job_id: str) -> dict:
+        path = self._path(job_id)
+        if not path.exists() or not job_id.isalnum():
+            raise NotFound(f"unknown job {job_id!r}", field="job_id")
+        record = json.loads(path.read_text())
+        proc = self._procs.get(job_id)
+        if record["state"] in ("queued", "running") and proc is not None and proc.poll() is not None:
+            # The child exited without reporting an end: killed or crashed hard.
+            code = proc.returncode
+            record = self.update(
+                job_id,
+                state="failed",
+                error=f"training process exited with code {code} before finishing",
+                finished_at=_now(),
+            )
+        return record
+
+    def list(self) -> list[dict]:
+        return sorted(
+            (self.get(p.stem) for p in self.dir.glob("*.json") if not p.name.endswith(".spec.json")),
+            key=lambda r: r["created_at"],
+        )
+
+    def running(self) -> dict | None:
+        for record in self.list():
+            if record["state"] in ACTIVE_STATES:
+                return record
+        return None
+
+    def cancel(self, job_id: str) -> dict:
+        record = self.get(job_id)
+        if record["state"] in FINAL_STATES or record["state"] == "trained":
+            raise Conflict(f"job {job_id} is already {record['state']}", field="job_id")
+        proc = self._procs.get(job_id)
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        return self.update(job_id, state="cancelled", error="cancelled by request", finished_at=_now())
+
+    def wait(self, job_id: str, timeout: float | None = None) -> dict:
+        """Block until the child process exits (call from a worker thread)."""
+        proc = self._procs.get(job_id)
+        if proc is not None:
+            proc.wait(timeout=timeout)
+        return self.get(job_id)
+
+    def update(self, job_id: str, **changes) -> dict:
+        record = json.loads(self._path(job_id).read_text())
+        record.update(changes)
+        atomic_write_json(self._path(job_id), record)
+        return record
+
+    def _fail_orphans(self) -> None:
+        """Jobs left 'running' by a previous process of this service can never finish."""
+        for path in self.dir.glob("*.json"):
+            if path.name.endswith(".spec.json"):
+                continue
+            record = json.loads(path.read_text())
+            if record["state"] in ACTIVE_STATES:
+                record.update(state="failed", error="interrupted: the service restarted", finished_at=_now())
+                atomic_write_json(path, record)
+
+    def _path(self, job_id: str) -> Path:
+        return self.dir / f"{job_id}.json"
+
+    def _spec_path(self, job_id: str) -> Path:
+        return self.dir / f"{job_id}.spec.json"
+
+
+class _ChildReporter:
+    """Progress callback used inside the job process; rewrites the job file (throttled)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._last = 0.0
+
+    def __call__(self, fraction: float | None = None, message: str | None = None, force: bool = False, **extra):
+        now = time.monotonic()
+        if not force and now - self._last < 0.25:
+            return
+        self._last = now
+        record = json.loads(self.path.read_text())
+        if fraction is not None:
+            record["progress"] = round(max(0.0, min(1.0, float(fraction))), 4)
+        if message is not None:
+            record["message"] = message
+        if extra:
+            record.setdefault("details", {}).update(extra)
+        atomic_write_json(self.path, record)
+
+
+def run_job(job_file: Path) -> int:
+    """Entry point of the job process: train, commit the versions, report."""
+    from kryptobot.runtime import TrainContext
+
+    job_file = Path(job_file)
+    spec = json.loads(job_file.with_suffix(".spec.json").read_text())
+    record = json.loads(job_file.read_text())
+    report = _ChildReporter(job_file)
+
+    def finish(**changes):
+        rec = json.loads(job_file.read_text())
+        rec.update(changes, finished_at=_now() if changes.get("state") != "trained" else None)
+        atomic_write_json(job_file, rec)
+
+    try:
+        service_cls = import_service(spec["service"])
+        settings = Settings(models_dir=spec["models_dir"], csv_dir=spec["csv_dir"])
+        service = service_cls(settings)
+        store = ModelStore(settings.models_dir, service.name)
+        kind = next(k for k in service.jobs() if k.path.strip("/") == spec["kind"])
+        config = kind.config.model_validate(record["config"])
+        finish(state="running", started_at=_now(), message="loading data")
+        ctx = TrainContext(settings=settings, store=store, service=service, progress=report)
+        trained = getattr(service, kind.method)(config, ctx)
+        versions = []
+        for model in trained:
+            with store.stage(model.line) as staged:
+                report(message=f"saving {model.line}", force=True)
+                model.save(staged.artifacts, staged.reports)
+                versions.append(store.commit(staged, model.line, model.metadata()))
+        metrics = {store.metadata(v)["line"]: store.metadata(v).get("metrics") for v in versions}
+        finish(state="trained", progress=1.0, message="trained; activating", versions=versions, metrics=metrics)
+        return 0
+    except KryptoError as exc:
+        finish(state="failed", error=f"{type(exc).__name__}: {exc.message}")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the job must report whatever went wrong
+        traceback.print_exc()
+        finish(state="failed", error=f"{type(exc).__name__}: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(run_job(Path(sys.argv[1])))

@@ -1,0 +1,128 @@
+"""The model runtime contract: what a model service supplies to the shared framework.
+
+Two roles, kept apart (after Seldon MLServer's runtime / server split):
+
+* :class:`ModelVersion` is one trained, loadable model: ``save`` writes its artifacts and
+  reports, ``load`` reads them back (from the store, hashes verified), ``warmup`` makes
+  the first real request fast, ``metadata`` describes it.
+* :class:`ModelService` is one service's model code: the request schemas, the training
+  jobs it offers (``/train`` and, for the signal service, ``/feature-selection``), and
+  ``predict`` over the active versions of its lines.
+
+Everything else (HTTP endpoints, job processes, the store, metrics, auth, errors) is
+written once in :mod:`kryptobot.jobs` and ``services.framework``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping
+
+import pandas as pd
+from pydantic import BaseModel
+
+from kryptobot.data import DataSpec, load_bars
+from kryptobot.settings import Settings
+from kryptobot.store import ModelStore
+
+ProgressFn = Callable[..., None]
+
+
+class ModelVersion(ABC):
+    """One trained model of a line; immutable once saved."""
+
+    line: str
+    #: the store's metadata.json of this version, set when loaded from the store
+    stored_metadata: dict | None = None
+
+    @abstractmethod
+    def save(self, artifacts: Path, reports: Path) -> None:
+        """Write everything ``load`` needs into ``artifacts`` and the plots/metrics into ``reports``."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, artifacts: Path, metadata: dict) -> "ModelVersion":
+        """Rebuild the model from a verified artifacts directory."""
+
+    @abstractmethod
+    def metadata(self) -> dict:
+        """JSON-able description: params, feature list, data range, metrics."""
+
+    def warmup(self) -> None:
+        """Run a few predictions so the first request does not pay for compilation."""
+
+
+@dataclass
+class TrainContext:
+    """What a training job gets besides its validated config."""
+
+    settings: Settings
+    store: ModelStore
+    service: "ModelService"
+    progress: ProgressFn = field(default=lambda *a, **k: None)
+
+    def load_bars(self, spec: DataSpec) -> dict[str, pd.DataFrame]:
+        return load_bars(spec, csv_dir=self.settings.csv_dir)
+
+    def active_model(self, line: str) -> ModelVersion | None:
+        version = self.store.active().get(line)
+        return None if version is None else self.service.load_version(self.store, version)
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A background job a service offers: its endpoint path, config schema and method name."""
+
+    path: str
+    config: type[BaseModel]
+    method: str
+    summary: str = ""
+
+
+class ModelService(ABC):
+    """One model service's model code and schemas; the framework does the rest.
+
+    Subclasses set the class attributes and implement ``train`` and ``predict``.
+    """
+
+    name: ClassVar[str]
+    lines: ClassVar[tuple[str, ...]]
+    version_classes: ClassVar[Mapping[str, type[ModelVersion]]]
+    TrainConfig: ClassVar[type[BaseModel]]
+    Instance: ClassVar[type[BaseModel]]
+    Prediction: ClassVar[type[BaseModel]]
+    PredictOptions: ClassVar[type[BaseModel] | None] = None
+    extra_jobs: ClassVar[tuple[JobKind, ...]] = ()
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @classmethod
+    def jobs(cls) -> tuple[JobKind, ...]:
+        return (JobKind("/train", cls.TrainConfig, "train", "Train a new model version in the background"),) + tuple(
+            cls.extra_jobs
+        )
+
+    @abstractmethod
+    def train(self, config: BaseModel, ctx: TrainContext) -> list[ModelVersion]:
+        """Train new versions (one per line trained); runs in a separate process."""
+
+    @abstractmethod
+    def predict(
+        self, models: Mapping[str, ModelVersion], instances: list[Any], options: BaseModel | None
+    ) -> list[dict]:
+        """One result per instance from the active ``models`` (keyed by line).
+
+        Must be CPU-only and thread-safe: the framework calls it from a worker thread.
+        """
+
+    def version_class(self, line: str) -> type[ModelVersion]:
+        return self.version_classes[line]
+
+    def load_version(self, store: ModelStore, version: str) -> ModelVersion:
+        meta = store.metadata(version)
+        artifacts = store.verified_artifacts(version)
+        model = self.version_class(meta["line"]).load(artifacts, meta)
+        model.stored_metadata = meta
+        return model

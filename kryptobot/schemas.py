@@ -1,0 +1,67 @@
+"""Request schemas shared by several services (pydantic only: usable without the web layer)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+
+from kryptobot.data import DataSpec, validate_bars
+
+
+class Bars(BaseModel):
+    """OHLCV bars in columns (compact JSON): equal-length lists, oldest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timestamp: list[datetime] = Field(min_length=1)
+    open: list[FiniteFloat]
+    high: list[FiniteFloat]
+    low: list[FiniteFloat]
+    close: list[FiniteFloat]
+    volume: list[FiniteFloat]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> "Bars":
+        n = len(self.timestamp)
+        for name in ("open", "high", "low", "close", "volume"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"'{name}' has {len(getattr(self, name))} values but 'timestamp' has {n}")
+        return self
+
+    def to_frame(self, field: str = "bars") -> pd.DataFrame:
+        """A validated bar frame; raises DataError naming ``field`` (NaN, prices <= 0, order)."""
+        return validate_bars(pd.DataFrame(self.model_dump()), field=field)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> "Bars":
+        return cls(
+            timestamp=[ts.isoformat() for ts in pd.to_datetime(frame["timestamp"])],
+            **{c: frame[c].astype(float).round(6).tolist() for c in ("open", "high", "low", "close", "volume")},
+        )
+
+
+class TrainConfigBase(BaseModel):
+    """Fields every training request has."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: DataSpec = Field(default_factory=DataSpec, description="which market data to train on")
+    activate: bool = Field(True, description="make the new version active when training succeeds")
+
+
+class ClassifierInstance(BaseModel):
+    """A technical signal to score: give either ``features`` or ``bars`` (not both)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    side: Literal["buy", "sell"] = Field("buy", description="direction of the technical signal")
+    features: dict[str, FiniteFloat] | None = Field(None, description="precomputed named features")
+    bars: Bars | None = Field(None, description="raw bars; features are computed for the last bar")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "ClassifierInstance":
+        if (self.features is None) == (self.bars is None):
+            raise ValueError("give exactly one of 'features' or 'bars'")
+        return self
