@@ -17,12 +17,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Starts a throwaway Redis when none answers (CI machines have one; fresh laptops may not).
-redis:
-	@$(PY) -m kryptobot.devtools.redis_up --host $(REDIS_HOST) --port $(REDIS_PORT)
+# Starts a throwaway Redis (no persistence) when none answers; installs it if missing.
+redis: $(STAMP)
+	@if ! $(PY) -c "import redis; redis.Redis(host='$(REDIS_HOST)', port=$(REDIS_PORT), socket_timeout=1).ping()" 2>/dev/null; then \
+	  command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server); \
+	  echo "starting redis-server on $(REDIS_HOST):$(REDIS_PORT)"; \
+	  redis-server --daemonize yes --bind $(REDIS_HOST) --port $(REDIS_PORT) --save "" --appendonly no; \
+	  for i in 1 2 3 4 5 6 7 8 9 10; do $(PY) -c "import redis; redis.Redis(host='$(REDIS_HOST)', port=$(REDIS_PORT)).ping()" 2>/dev/null && break; sleep 0.3; done; \
+	fi
 
-browser: $(STAMP)
-	@$(PY) -m kryptobot.devtools.browser_up
+# The Swagger UI browser tests drive Debian's Chromium through Playwright (no browser download).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 test: $(STAMP) redis browser
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -20,10 +20,15 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture
-def start_server(tmp_path):
-    """Factory: ``start_server("services.signal.app:create_app", env={...})`` -> started LiveServer."""
+@pytest.fixture(scope="module")
+def start_server(tmp_path_factory):
+    """Factory: ``start_server("services.signal.app:create_app", env={...})`` -> started LiveServer.
+
+    Module-scoped so a test module can train once and share the server; servers of one
+    module share a models directory (each service has its own subdirectory).
+    """
     servers: list[LiveServer] = []
+    tmp_path = tmp_path_factory.mktemp("servers")
 
     def start(factory: str, env: dict[str, str] | None = None, port: int | None = None, **kwargs) -> LiveServer:
         env = {"KRYPTOBOT_MODELS_DIR": str(tmp_path / "models"), "KRYPTOBOT_LOG_FORMAT": "text", **(env or {})}

@@ -45,39 +45,54 @@ class MarketDataProvider(Protocol):
     def symbols(self) -> list[str]: ...
 
 
-def validate_bars(bars: pd.DataFrame, field: str = "bars") -> pd.DataFrame:
-    """Check a bar frame and return a clean copy (float columns, sorted index 0..n-1).
+def _timestamps(column: pd.Series, field: str) -> np.ndarray:
+    """Timezone-naive UTC datetime64[ns] values of a timestamp column."""
+    try:
+        if not pd.api.types.is_datetime64_any_dtype(column):
+            try:  # the fast path for the ISO strings and datetimes clients send
+                column = pd.to_datetime(column, utc=True, format="ISO8601")
+            except (ValueError, TypeError):
+                column = pd.to_datetime(column, utc=True)
+        if getattr(column.dt, "tz", None) is not None:
+            column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"unparseable timestamp: {exc}", field=f"{field}.timestamp") from exc
+    return column.to_numpy(dtype="datetime64[ns]")
 
-    Raises DataError naming ``field`` for: missing columns, non-finite values, zero or
-    negative prices, negative volume, unsorted or duplicate timestamps.
+
+def validate_bars(bars: pd.DataFrame, field: str = "bars") -> pd.DataFrame:
+    """Check a bar frame and return a clean copy (float columns, index 0..n-1).
+
+    Raises DataError naming ``field`` for: missing columns, non-numeric or non-finite
+    values, zero or negative prices, negative volume, unsorted or duplicate timestamps.
+    Vectorised: it runs on every /predict with bars, so it must cost well under 1 ms.
     """
     missing = [c for c in BAR_COLUMNS if c not in bars.columns]
     if missing:
         raise DataError(f"missing column(s) {missing}", field=field)
-    out = bars[BAR_COLUMNS].copy()
-    try:
-        out["timestamp"] = pd.to_datetime(out["timestamp"], utc=True).dt.tz_localize(None)
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"unparseable timestamp: {exc}", field=f"{field}.timestamp") from exc
+    out = {"timestamp": _timestamps(bars["timestamp"], field)}
     for col in BAR_COLUMNS[1:]:
         try:
-            out[col] = pd.to_numeric(out[col]).astype("float64")
-        except (ValueError, TypeError) as exc:
-            raise DataError(f"non-numeric values in {col!r}", field=f"{field}.{col}") from exc
-        values = out[col].to_numpy()
+            values = np.asarray(bars[col], dtype=np.float64)
+        except (ValueError, TypeError):
+            try:
+                values = pd.to_numeric(bars[col]).to_numpy(dtype=np.float64)
+            except (ValueError, TypeError) as exc:
+                raise DataError(f"non-numeric values in {col!r}", field=f"{field}.{col}") from exc
         if not np.isfinite(values).all():
             raise DataError(f"NaN or infinite values in {col!r}", field=f"{field}.{col}")
-    for col in ("open", "high", "low", "close"):
-        if (out[col] <= 0).any():
+        if col == "volume":
+            if (values < 0).any():
+                raise DataError("negative volume", field=f"{field}.volume")
+        elif (values <= 0).any():
             raise DataError(f"zero or negative prices in {col!r}", field=f"{field}.{col}")
-    if (out["volume"] < 0).any():
-        raise DataError("negative volume", field=f"{field}.volume")
-    ts = out["timestamp"]
-    if ts.duplicated().any():
+        out[col] = values
+    steps = np.diff(out["timestamp"]).astype(np.int64)
+    if (steps == 0).any() or len(np.unique(out["timestamp"])) != len(out["timestamp"]):
         raise DataError("duplicate timestamps", field=f"{field}.timestamp")
-    if not ts.is_monotonic_increasing:
+    if (steps < 0).any():
         raise DataError("timestamps are not sorted ascending", field=f"{field}.timestamp")
-    return out.reset_index(drop=True)
+    return pd.DataFrame(out)
 
 
 def slice_range(bars: pd.DataFrame, start=None, end=None) -> pd.DataFrame:

@@ -1,0 +1,145 @@
+"""Anomaly service model: an LSTM autoencoder over windows of scale-free bar features.
+
+A window whose reconstruction error exceeds the version's threshold (a percentile of
+the training windows' errors) is anomalous; its score is ``error / threshold``. See
+:mod:`kryptobot.models.anomaly_windows` (inputs, matching rule),
+:mod:`kryptobot.models.anomaly_detector` (the model) and
+:mod:`kryptobot.models.anomaly_training` (training and evaluation).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Mapping
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kryptobot.data import get_provider
+from kryptobot.data.base import check_symbol
+from kryptobot.errors import InvalidInput
+from kryptobot.models.anomaly_detector import AnomalyDetector
+from kryptobot.models.anomaly_training import AnomalyTrainConfig, train_detector
+from kryptobot.models.anomaly_windows import min_bars
+from kryptobot.runtime import ModelService, ModelVersion, TrainContext
+from kryptobot.schemas import Bars
+
+__all__ = ["AnomalyService", "AnomalyTrainConfig", "AnomalyDetector"]
+
+EXAMPLE_BARS = 80
+
+
+class AnomalyInstance(BaseModel):
+    """Bars of one symbol, oldest first; at least ``window + 1`` of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str | None = Field(None, description="optional, echoed back (e.g. SPY)")
+    bars: Bars
+
+    @field_validator("symbol")
+    @classmethod
+    def _symbol(cls, value: str | None) -> str | None:
+        try:
+            return None if value is None else check_symbol(value)
+        except InvalidInput as exc:  # pydantic reports ValueErrors as 422s naming the field
+            raise ValueError(exc.message) from None
+
+
+class AnomalyPredictOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    last_only: bool = Field(False, description="score only the most recent window (what a trader polls each bar)")
+
+
+class WindowColumns(BaseModel):
+    """One entry per scored window, oldest first, in columns."""
+
+    timestamp: list[datetime] = Field(description="timestamp of the window's last bar")
+    error: list[float] = Field(description="mean squared reconstruction error")
+    score: list[float] = Field(description="error / threshold; above 1 is anomalous")
+    anomaly: list[bool]
+
+
+class AnomalyPrediction(BaseModel):
+    symbol: str | None = None
+    window: int = Field(description="bars per window")
+    threshold: float = Field(description="reconstruction error above which a window is anomalous")
+    anomaly: bool = Field(description="the most recent window is anomalous")
+    score: float = Field(description="the most recent window's error / threshold")
+    anomalies: list[datetime] = Field(description="last-bar timestamps of the anomalous windows")
+    windows: WindowColumns
+
+
+class AnomalyService(ModelService):
+    """LSTM autoencoder anomaly detector over OHLCV bars.
+
+    Train with `POST /train` (synthetic data by default: no network), then send bars to
+    `POST /predict`: every window of `window` bars gets a reconstruction error, a score
+    (error / threshold) and a flag. `options.last_only` scores just the latest window.
+    """
+
+    name = "anomaly"
+    lines = ("anomaly",)
+    version_classes = {"anomaly": AnomalyDetector}
+    TrainConfig = AnomalyTrainConfig
+    Instance = AnomalyInstance
+    Prediction = AnomalyPrediction
+    PredictOptions = AnomalyPredictOptions
+
+    def train(self, config: AnomalyTrainConfig, ctx: TrainContext) -> list[ModelVersion]:
+        ctx.progress(0.02, "loading data")
+        bars = ctx.load_bars(config.data)
+        return [train_detector(bars, config, ground_truth(config, bars), ctx.progress)]
+
+    def predict(self, models: Mapping[str, ModelVersion], instances: list[AnomalyInstance],
+                options: AnomalyPredictOptions | None = None) -> list[dict]:
+        detector: AnomalyDetector = models["anomaly"]  # type: ignore[assignment]
+        last_only = bool(options and options.last_only)
+        prepared = []
+        for i, inst in enumerate(instances):
+            field = f"instances[{i}].bars"
+            frame = inst.bars.to_frame(field)
+            if len(frame) < min_bars(detector.window):
+                raise InvalidInput(
+                    f"{len(frame)} bars are too few: one window of {detector.window} needs "
+                    f"{min_bars(detector.window)} (the first bar is the reference of the first return)",
+                    field=field,
+                )
+            prepared.append(detector.prepare(frame, last_only))
+        # one compiled call for the whole request, then split back per instance
+        errors = detector.reconstruction_errors(np.concatenate([batch for batch, _ in prepared]))
+        cuts = np.cumsum([len(batch) for batch, _ in prepared])[:-1]
+        return [
+            prediction(inst.symbol, ends, err, detector)
+            for inst, (_, ends), err in zip(instances, prepared, np.split(errors, cuts))
+        ]
+
+    @classmethod
+    def predict_example(cls) -> dict:
+        from kryptobot.models.examples import example_bars
+
+        return {"instances": [{"symbol": "SYNA", "bars": example_bars(EXAMPLE_BARS)}], "options": {"last_only": False}}
+
+
+def prediction(symbol: str | None, ends, errors: np.ndarray, detector: AnomalyDetector) -> dict:
+    scores = errors / detector.threshold
+    flags = errors > detector.threshold
+    timestamps = [ts.to_pydatetime() for ts in ends]
+    return {
+        "symbol": symbol,
+        "window": detector.window,
+        "threshold": detector.threshold,
+        "anomaly": bool(flags[-1]),
+        "score": float(scores[-1]),
+        "anomalies": [t for t, f in zip(timestamps, flags) if f],
+        "windows": {"timestamp": timestamps, "error": errors.tolist(), "score": scores.tolist(), "anomaly": flags.tolist()},
+    }
+
+
+def ground_truth(config: AnomalyTrainConfig, bars: Mapping) -> dict | None:
+    """The planted anomalies of each symbol, where the data source knows them (synthetic)."""
+    if config.data.source != "synthetic":
+        return None
+    spec = config.data
+    provider = get_provider(spec.source, seed=spec.seed, predictability=spec.predictability)
+    return {symbol: provider.anomalies(symbol, spec.start, spec.end) for symbol in bars}

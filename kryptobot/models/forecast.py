@@ -1,0 +1,161 @@
+"""Forecast service model: LSTM and GRU price forecasters, each its own version line.
+
+Given the recent bars of a symbol, each active model forecasts the cumulative log returns
+of the next ``horizon`` bars; they are mapped to a price path from the last close, with
+split-conformal interval bounds and a calibrated directional confidence. The combined
+forecast averages the active models' paths. See :mod:`kryptobot.models.forecast_data`
+(inputs, targets), :mod:`kryptobot.models.forecast_model` (the model, intervals,
+confidence, combination) and :mod:`kryptobot.models.forecast_training` (training and
+evaluation).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, Mapping
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kryptobot.data.base import check_symbol
+from kryptobot.errors import InvalidInput
+from kryptobot.models.forecast_model import (
+    CONFIDENCE_METHOD,
+    INTERVAL_METHOD,
+    MODEL_TYPES,
+    ForecastModel,
+    PricePath,
+    combine,
+)
+from kryptobot.models.forecast_training import Coverage, ForecastTrainConfig, train_forecasters
+from kryptobot.runtime import ModelService, ModelVersion, TrainContext
+from kryptobot.schemas import Bars
+from kryptobot.settings import ForecastingSettings, load_settings_file
+
+__all__ = ["ForecastService", "ForecastTrainConfig", "ForecastModel"]
+
+
+class ForecastInstance(BaseModel):
+    """Bars of one symbol, oldest first: at least ``sequence_length + 1`` of them (only the last are read)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str | None = Field(None, description="optional, echoed back (e.g. SPY)")
+    bars: Bars
+
+    @field_validator("symbol")
+    @classmethod
+    def _symbol(cls, value: str | None) -> str | None:
+        try:
+            return None if value is None else check_symbol(value)
+        except InvalidInput as exc:  # a ValueError becomes pydantic's 422 naming the field
+            raise ValueError(exc.message) from None
+
+
+class ForecastPredictOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    coverage: Coverage = Field(0.9, description="nominal coverage of the interval bounds")
+
+
+class ForecastPath(BaseModel):
+    model_version: str = Field(description="version(s) behind this path; 'lstm-v1+gru-v2' for the combination")
+    horizon: int
+    price: list[float] = Field(description="forecast close of each of the next horizon bars")
+    lower: list[float] = Field(description="lower interval bound per bar")
+    upper: list[float] = Field(description="upper interval bound per bar")
+    trend: float = Field(description="forecast change over the horizon as a fraction of the last close (0.02 = +2%)")
+    direction: Literal["up", "down", "flat"]
+    confidence: float = Field(ge=0, le=1, description="probability that the direction is right; see confidence_method")
+
+
+class ForecastPrediction(BaseModel):
+    symbol: str | None = None
+    last_timestamp: datetime = Field(description="the last bar given: the forecast's origin")
+    last_close: float
+    coverage: float = Field(description="nominal coverage of every lower/upper bound")
+    combined: ForecastPath = Field(description="mean of the active models' paths")
+    models: dict[str, ForecastPath] = Field(description="each active model's forecast, by line")
+    confidence_method: str = CONFIDENCE_METHOD
+    interval_method: str = INTERVAL_METHOD
+
+
+class ForecastService(ModelService):
+    """LSTM and GRU price forecasters with calibrated intervals.
+
+    Train with `POST /train` (`model_types`: lstm and/or gru; each becomes its own version
+    line, `lstm-v<n>` / `gru-v<n>`), then send recent bars to `POST /predict`: each
+    active model's price path over the horizon with interval bounds at
+    `options.coverage`, its trend and confidence, and their combination.
+    """
+
+    name = "forecast"
+    lines = MODEL_TYPES
+    version_classes = {kind: ForecastModel for kind in MODEL_TYPES}
+    TrainConfig = ForecastTrainConfig
+    Instance = ForecastInstance
+    Prediction = ForecastPrediction
+    PredictOptions = ForecastPredictOptions
+
+    def train(self, config: ForecastTrainConfig, ctx: TrainContext) -> list[ModelVersion]:
+        defaults = load_settings_file(ForecastingSettings, ctx.settings.config_dir)
+        ctx.progress(0.02, "loading data")
+        return list(train_forecasters(ctx.load_bars(config.data), config, defaults, ctx.progress))
+
+    def predict(self, models: Mapping[str, ModelVersion], instances: list[ForecastInstance],
+                options: ForecastPredictOptions | None = None) -> list[dict]:
+        active: dict[str, ForecastModel] = {line: models[line] for line in MODEL_TYPES if line in models}  # type: ignore[misc]
+        coverage = (options or ForecastPredictOptions()).coverage
+        needed = max(m.min_bars for m in active.values())
+        frames = []
+        for i, inst in enumerate(instances):
+            field = f"instances[{i}].bars"
+            frame = inst.bars.to_frame(field)
+            if len(frame) < needed:
+                raise InvalidInput(
+                    f"{len(frame)} bars are too few: the active models read windows of "
+                    f"{needed - 1} returns, which need {needed} bars (sequence_length + 1)",
+                    field=field,
+                )
+            frames.append(frame)
+        last_close = np.array([f["close"].iat[-1] for f in frames])
+        per_model: dict[str, list[PricePath]] = {}
+        for line, model in active.items():
+            windows, sigma = zip(*(model.prepare(f) for f in frames))
+            forecasts = model.forecast(np.stack(windows), np.array(sigma), coverage)  # one compiled call per model
+            per_model[line] = [PricePath.from_forecast(forecasts, j, c) for j, c in enumerate(last_close)]
+        versions = {line: m.stored_metadata["version"] if m.stored_metadata else line for line, m in active.items()}
+        out = []
+        for j, (inst, frame) in enumerate(zip(instances, frames)):
+            paths = {line: per_model[line][j] for line in active}
+            out.append({
+                "symbol": inst.symbol,
+                "last_timestamp": frame["timestamp"].iat[-1].to_pydatetime(),
+                "last_close": float(last_close[j]),
+                "coverage": coverage,
+                "combined": path_json(combine(list(paths.values()), last_close[j]), "+".join(versions.values()), last_close[j]),
+                "models": {line: path_json(p, versions[line], last_close[j]) for line, p in paths.items()},
+            })
+        return out
+
+    @classmethod
+    def predict_example(cls) -> dict:
+        from kryptobot.models.examples import example_bars
+        from kryptobot.settings import Settings
+
+        # enough bars for the configured window, with room for a model trained on a longer one
+        length = load_settings_file(ForecastingSettings, Settings().config_dir).sequence_length
+        return {"instances": [{"symbol": "SYNA", "bars": example_bars(2 * length + 1)}], "options": {"coverage": 0.9}}
+
+
+def path_json(path: PricePath, version: str, last_close: float) -> dict:
+    trend = path.trend(last_close)
+    return {
+        "model_version": version,
+        "horizon": len(path.price),
+        "price": path.price.tolist(),
+        "lower": path.lower.tolist(),
+        "upper": path.upper.tolist(),
+        "trend": trend,
+        "direction": "up" if trend > 0 else "down" if trend < 0 else "flat",
+        "confidence": path.confidence,
+    }

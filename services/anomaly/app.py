@@ -1,0 +1,7 @@
+"""Anomaly service: LSTM autoencoder anomaly detector (port 8002)."""
+from kryptobot.models.anomaly import AnomalyService
+from services.framework import create_model_app
+
+
+def create_app():
+    return create_model_app(AnomalyService, "kryptobot.models.anomaly:AnomalyService")
