@@ -51,7 +51,10 @@ class DataSpec(BaseModel):
     @field_validator("symbols")
     @classmethod
     def _symbols(cls, value: list[str]) -> list[str]:
-        return [check_symbol(s, field=f"symbols[{i}]") for i, s in enumerate(value)]
+        try:
+            return [check_symbol(s, field=f"symbols[{i}]") for i, s in enumerate(value)]
+        except InvalidInput as exc:  # pydantic adds the location only to ValueErrors
+            raise ValueError(exc.message) from exc
 
 
 def get_provider(

@@ -157,3 +157,23 @@ def test_a_saved_model_loads_and_forecasts_the_same(learnable, tmp_path):
     np.testing.assert_allclose(before.mean, after.mean, rtol=1e-5)
     np.testing.assert_allclose(before.upper, after.upper, rtol=1e-5)
     assert 0 <= after.confidence[0] <= 1
+
+
+@pytest.mark.tf
+def test_the_service_forecasts_with_a_single_active_line(learnable):
+    from kryptobot.errors import InvalidInput
+    from kryptobot.models.forecast import ForecastInstance, ForecastService
+    from kryptobot.schemas import Bars
+    from kryptobot.settings import Settings
+
+    service = ForecastService(Settings())
+    bars = ar1_bars(100, 0.5, seed=6)
+    (pred,) = service.predict({"gru": learnable}, [ForecastInstance(symbol="ARA", bars=Bars.from_frame(bars))], None)
+    assert set(pred["models"]) == {"gru"}
+    # with one model the combination is that model
+    assert pred["combined"]["price"] == pred["models"]["gru"]["price"]
+    assert pred["combined"]["confidence"] == pred["models"]["gru"]["confidence"]
+    assert pred["last_close"] == pytest.approx(bars["close"].iat[-1], rel=1e-6)
+    with pytest.raises(InvalidInput) as err:
+        service.predict({"gru": learnable}, [ForecastInstance(bars=Bars.from_frame(bars.tail(SEQ)))], None)
+    assert err.value.field == "instances[0].bars"

@@ -1,0 +1,58 @@
+"""The user's own daily files: one ``<SYMBOL>.csv`` per symbol in a directory.
+
+Columns (case-insensitive): ``timestamp`` or ``date``, open, high, low, close, volume,
+and optionally ``adj_close`` (then all prices are scaled by adj_close / close).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from kryptobot.data.base import check_symbol, slice_range, validate_bars
+from kryptobot.errors import DataError, DataNotFound, InvalidInput
+
+
+class CSVDirectoryProvider:
+    name = "csv"
+
+    def __init__(self, directory: Path | str):
+        self.directory = Path(directory)
+
+    def symbols(self) -> list[str]:
+        self._check_dir()
+        return sorted(p.stem.upper() for p in self.directory.glob("*.csv"))
+
+    def get_bars(self, symbol: str, start=None, end=None, timeframe: str = "1d") -> pd.DataFrame:
+        if timeframe != "1d":
+            raise InvalidInput(f"CSV files are read as daily bars, not {timeframe!r}", field="timeframe")
+        return slice_range(self._read(self._path(check_symbol(symbol))), start, end)
+
+    def _check_dir(self) -> None:
+        if not self.directory.is_dir():
+            raise DataNotFound(f"CSV directory {self.directory} does not exist", field="source")
+
+    def _path(self, symbol: str) -> Path:
+        self._check_dir()
+        for path in self.directory.glob("*.csv"):
+            if path.stem.upper() == symbol:
+                return path
+        raise DataNotFound(f"no file for {symbol!r}: expected {self.directory / (symbol + '.csv')}", field="symbols")
+
+    @staticmethod
+    def _read(path: Path) -> pd.DataFrame:
+        try:
+            raw = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path.name}: unreadable CSV ({exc})", field="symbols") from exc
+        raw.columns = [str(c).strip().lower() for c in raw.columns]
+        if "timestamp" not in raw.columns and "date" in raw.columns:
+            raw = raw.rename(columns={"date": "timestamp"})
+        if "adj_close" in raw.columns:
+            factor = pd.to_numeric(raw["adj_close"], errors="coerce") / pd.to_numeric(raw["close"], errors="coerce")
+            for col in ("open", "high", "low", "close"):
+                raw[col] = pd.to_numeric(raw[col], errors="coerce") * factor
+        try:
+            return validate_bars(raw, field=path.name)
+        except DataError as exc:
+            raise DataError(f"{path.name}: {exc.message}", field=exc.field) from exc
