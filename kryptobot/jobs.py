@@ -78,6 +78,7 @@ class JobRunner:
             "kind": kind,
             "models_dir": str(self.settings.models_dir),
             "csv_dir": str(self.settings.csv_dir) if self.settings.csv_dir else None,
+            "config_dir": str(self.settings.config_dir),
         }
         atomic_write_json(self._spec_path(job_id), spec)
         atomic_write_json(self._path(job_id), record)
@@ -197,7 +198,7 @@ def run_job(job_file: Path) -> int:
 
     try:
         service_cls = import_service(spec["service"])
-        settings = Settings(models_dir=spec["models_dir"], csv_dir=spec["csv_dir"])
+        settings = Settings(models_dir=spec["models_dir"], csv_dir=spec["csv_dir"], config_dir=spec["config_dir"])
         service = service_cls(settings)
         store = ModelStore(settings.models_dir, service.name)
         kind = next(k for k in service.jobs() if k.path.strip("/") == spec["kind"])

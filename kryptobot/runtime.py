@@ -26,6 +26,9 @@ from kryptobot.data import DataSpec, load_bars
 from kryptobot.settings import Settings
 from kryptobot.store import ModelStore
 
+#: ``progress(fraction=None, message=None, force=False, **details)``: updates the job record.
+#: Calls are throttled (a few per second) unless ``force``; ``details`` (epoch, loss...)
+#: are shown on ``GET /train/{id}``.
 ProgressFn = Callable[..., None]
 
 

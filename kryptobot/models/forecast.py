@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kryptobot.data.base import check_symbol
 from kryptobot.errors import InvalidInput
+from kryptobot.models.forecast_data import recent_features
 from kryptobot.models.forecast_model import (
     CONFIDENCE_METHOD,
     INTERVAL_METHOD,
@@ -75,8 +76,8 @@ class ForecastPrediction(BaseModel):
     coverage: float = Field(description="nominal coverage of every lower/upper bound")
     combined: ForecastPath = Field(description="mean of the active models' paths")
     models: dict[str, ForecastPath] = Field(description="each active model's forecast, by line")
-    confidence_method: str = CONFIDENCE_METHOD
-    interval_method: str = INTERVAL_METHOD
+    confidence_method: str = Field(description="how confidence is computed", examples=[CONFIDENCE_METHOD])
+    interval_method: str = Field(description="how lower/upper are computed", examples=[INTERVAL_METHOD])
 
 
 class ForecastService(ModelService):
@@ -117,10 +118,11 @@ class ForecastService(ModelService):
                     field=field,
                 )
             frames.append(frame)
+        rows = [recent_features(f, needed - 1) for f in frames]
         last_close = np.array([f["close"].iat[-1] for f in frames])
         per_model: dict[str, list[PricePath]] = {}
         for line, model in active.items():
-            windows, sigma = zip(*(model.prepare(f) for f in frames))
+            windows, sigma = zip(*(model.prepare(r) for r in rows))
             forecasts = model.forecast(np.stack(windows), np.array(sigma), coverage)  # one compiled call per model
             per_model[line] = [PricePath.from_forecast(forecasts, j, c) for j, c in enumerate(last_close)]
         versions = {line: m.stored_metadata["version"] if m.stored_metadata else line for line, m in active.items()}
@@ -129,11 +131,13 @@ class ForecastService(ModelService):
             paths = {line: per_model[line][j] for line in active}
             out.append({
                 "symbol": inst.symbol,
-                "last_timestamp": frame["timestamp"].iat[-1].to_pydatetime(),
+                "last_timestamp": frame["timestamp"].iat[-1].isoformat(),  # the framework sends these dicts as JSON as-is
                 "last_close": float(last_close[j]),
                 "coverage": coverage,
                 "combined": path_json(combine(list(paths.values()), last_close[j]), "+".join(versions.values()), last_close[j]),
                 "models": {line: path_json(p, versions[line], last_close[j]) for line, p in paths.items()},
+                "confidence_method": CONFIDENCE_METHOD,
+                "interval_method": INTERVAL_METHOD,
             })
         return out
 

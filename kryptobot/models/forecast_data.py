@@ -142,8 +142,17 @@ def symbol_samples(
     )
 
 
-def last_window(bars: pd.DataFrame, columns: Sequence[int], sequence_length: int) -> tuple[np.ndarray, float]:
-    """Raw features of the most recent window ``(L, F)`` and its sigma (needs ``L + 1`` bars)."""
-    tail = bars.iloc[-min_bars(sequence_length):]
-    X, _ = bar_features(tail)
-    return X[:, columns], float(X[:, RETURN_COLUMN].std())
+def recent_features(bars: pd.DataFrame, sequence_length: int) -> np.ndarray:
+    """Every bar feature ``(L, len(FEATURES))`` of the last ``L`` bars of validated ``bars`` (needs ``L + 1``).
+
+    Computed once per request instance and shared by the active models (which read their
+    own columns and window length from it).
+    """
+    X, _ = bar_features(bars.iloc[-min_bars(sequence_length):])
+    return X
+
+
+def last_window(rows: np.ndarray, columns: Sequence[int], sequence_length: int) -> tuple[np.ndarray, float]:
+    """The model's raw input window ``(L, F)`` from the end of ``recent_features`` rows, and its sigma."""
+    window = rows[-sequence_length:]
+    return window[:, columns], float(window[:, RETURN_COLUMN].std())

@@ -13,8 +13,8 @@ the next ``horizon`` bars (direct multi-output). Around it:
   logistic regression on the calibration block. 0.5 is a coin flip; ``b < 0`` (a model
   whose direction is worse than chance on held-out data) gives less than 0.5.
 
-Serving runs the network through :class:`kryptobot.models.neural.CompiledModel` (one
-traced ``tf.function``), never ``model.predict`` per request.
+Serving runs the network through :class:`kryptobot.models.forecast_compiled.XlaCompiledModel`
+(one traced, XLA-compiled ``tf.function``), never ``model.predict`` per request.
 """
 from __future__ import annotations
 
@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from kryptobot import plots
 from kryptobot.evaluation import conformal_quantile
 from kryptobot.models import neural
 from kryptobot.models.anomaly_windows import FeatureScaler
+from kryptobot.models.forecast_compiled import XlaCompiledModel
 from kryptobot.models.forecast_data import feature_columns, last_window, min_bars
 from kryptobot.runtime import ModelVersion
 
@@ -204,7 +204,7 @@ class ForecastModel(ModelVersion):
         self.target_scale = np.asarray(pipeline.target_scale, dtype=np.float64)
         self.info = info
         self.report = report
-        self._compiled = neural.CompiledModel(keras_model, (pipeline.sequence_length, len(pipeline.features)))
+        self._compiled = XlaCompiledModel(keras_model, (pipeline.sequence_length, len(pipeline.features)))
 
     @property
     def sequence_length(self) -> int:
@@ -223,9 +223,9 @@ class ForecastModel(ModelVersion):
         """Cumulative log returns ``(n, horizon)`` of scaled windows ``(n, L, F)``; one compiled call."""
         return self._compiled(batch).astype(np.float64) * self.target_scale
 
-    def prepare(self, bars: pd.DataFrame) -> tuple[np.ndarray, float]:
-        """The scaled last window ``(L, F)`` of validated ``bars`` and its sigma."""
-        X, sigma = last_window(bars, self.columns, self.sequence_length)
+    def prepare(self, rows: np.ndarray) -> tuple[np.ndarray, float]:
+        """The scaled input window ``(L, F)`` and its sigma from ``forecast_data.recent_features`` rows."""
+        X, sigma = last_window(rows, self.columns, self.sequence_length)
         return self.scaler.transform(X), sigma
 
     def forecast(self, batch: np.ndarray, sigma: np.ndarray, coverage: float) -> Forecasts:

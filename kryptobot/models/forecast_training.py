@@ -280,7 +280,7 @@ def forecast_plot(models: Sequence[ForecastModel], samples: SymbolSamples, cover
     if len(paths) > 1:
         shown["combined (mean)"] = band.price.tolist()
     shown["actual"] = samples.close[origin + 1: origin + 1 + horizon].tolist()
-    history = slice(max(0, origin - 3 * samples.sequence_length), origin + 1)
+    history = slice(max(0, origin - max(10 * horizon, 30)), origin + 1)  # short, so the forecast stays legible
     name = " + ".join(m.line.upper() for m in models)
     return {
         "history_x": samples.timestamps.iloc[history].tolist(),

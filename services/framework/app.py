@@ -8,11 +8,14 @@ No ``from __future__ import annotations`` here: the request models are built at 
 from the service's schemas, and FastAPI must see them as real objects.
 """
 import asyncio
+import json
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -29,6 +32,23 @@ from services.framework.observability import Metrics, configure_logging, install
 from services.framework.schemas import JobStatus, ModelInfo, ModelList, job_status
 
 log = logging.getLogger("kryptobot.service")
+
+
+def _json_default(value):
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class ServiceJSONResponse(JSONResponse):
+    """JSON with datetimes and numpy scalars, without FastAPI's slower generic encoder."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, default=_json_default, allow_nan=False, separators=(",", ":")).encode()
 
 
 @dataclass
@@ -199,7 +219,7 @@ def _add_predict_route(app: FastAPI, service_cls: type[ModelService], settings: 
         versions = {line: m.stored_metadata["version"] for line, m in models.items()}
         # Returned as a ready response: the service builds plain dicts of the declared shape,
         # and re-validating them through the response model would cost more than the model.
-        return JSONResponse({"predictions": results, "model_version": "+".join(versions.values()), "model_versions": versions})
+        return ServiceJSONResponse({"predictions": results, "model_version": "+".join(versions.values()), "model_versions": versions})
 
 
 def _add_job_route(app: FastAPI, kind: JobKind) -> None:

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from kryptobot.errors import TrainingError
-from kryptobot.models.forecast_data import consecutive_blocks, symbol_samples
+from kryptobot.models.forecast_data import consecutive_blocks, recent_features, symbol_samples
 from kryptobot.models.forecast_model import PricePath, combine
 
 SEQ, HORIZON = 20, 5
@@ -96,6 +96,19 @@ def test_targets_are_cumulative_future_log_returns_and_blocks_share_no_target_ba
         assert first_target_bar > last_target_bar
 
 
+def test_serving_builds_the_same_window_as_training():
+    from kryptobot.models.forecast_data import INPUTS, feature_columns, last_window
+
+    bars = random_walk_bars(300, seed=4)
+    features = INPUTS["multivariate"]
+    s = symbol_samples("RW", bars, features, SEQ, HORIZON, (0.55, 0.1, 0.15, 0.2))
+    i = 123
+    origin = int(s.end_bar(i))
+    window, sigma = last_window(recent_features(bars.iloc[: origin + 1], SEQ), feature_columns(features), SEQ)
+    np.testing.assert_allclose(window, s.X[i: i + SEQ])
+    assert sigma == pytest.approx(s.sigma[i])
+
+
 def test_combined_interval_is_the_union_and_confidence_pools_the_direction():
     up = PricePath(np.array([101.0, 102.0]), np.array([99.0, 98.0]), np.array([103.0, 106.0]), 0.8)
     down = PricePath(np.array([100.0, 99.0]), np.array([97.0, 95.0]), np.array([102.0, 103.0]), 0.6)
@@ -151,7 +164,7 @@ def test_a_saved_model_loads_and_forecasts_the_same(learnable, tmp_path):
     }
     loaded = ForecastModel.load(artifacts, {})
     bars = ar1_bars(200, 0.5, seed=5)
-    batch, sigma = loaded.prepare(bars)
+    batch, sigma = loaded.prepare(recent_features(bars, SEQ))
     before = learnable.forecast(batch[None], np.array([sigma]), 0.9)
     after = loaded.forecast(batch[None], np.array([sigma]), 0.9)
     np.testing.assert_allclose(before.mean, after.mean, rtol=1e-5)
@@ -177,3 +190,14 @@ def test_the_service_forecasts_with_a_single_active_line(learnable):
     with pytest.raises(InvalidInput) as err:
         service.predict({"gru": learnable}, [ForecastInstance(bars=Bars.from_frame(bars.tail(SEQ)))], None)
     assert err.value.field == "instances[0].bars"
+
+
+@pytest.mark.tf
+def test_the_compiled_call_matches_keras_for_any_batch_size(learnable):
+    from kryptobot.models.forecast_compiled import MAX_BUCKET
+
+    rng = np.random.default_rng(0)
+    for n in (1, 3, MAX_BUCKET + 5):  # padded to a bucket; chunked past the largest bucket
+        batch = rng.normal(size=(n, SEQ, len(learnable.columns))).astype(np.float32)
+        expected = learnable.keras_model(batch, training=False).numpy() * learnable.target_scale
+        np.testing.assert_allclose(learnable.predict_returns(batch), expected, rtol=1e-4, atol=1e-6)

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from kryptobot.models.forecast import ForecastService
+from kryptobot.models.forecast import ForecastPrediction, ForecastService
 from tests.live import wait_for_job
 
 pytestmark = pytest.mark.tf
@@ -106,6 +106,7 @@ def test_predict_example_gives_paths_bounds_trend_and_confidence(client, trained
     body = resp.json()
     assert body["model_versions"] == {"lstm": "lstm-v1", "gru": "gru-v1"}
     (pred,) = body["predictions"]
+    ForecastPrediction.model_validate(pred)  # the framework sends the service's dicts unchecked
     assert pred["symbol"] == "SYNA" and pred["coverage"] == 0.9 and "sigmoid" in pred["confidence_method"]
     paths = pred["models"]
     assert set(paths) == {"lstm", "gru"}
