@@ -13,7 +13,7 @@ the next ``horizon`` bars (direct multi-output). Around it:
   logistic regression on the calibration block. 0.5 is a coin flip; ``b < 0`` (a model
   whose direction is worse than chance on held-out data) gives less than 0.5.
 
-Serving runs the network through :class:`kryptobot.models.forecast_compiled.XlaCompiledModel`
+Serving runs the network through :class:`kryptobot.models.neural.CompiledModel`
 (one traced, XLA-compiled ``tf.function``), never ``model.predict`` per request.
 """
 from __future__ import annotations
@@ -28,7 +28,6 @@ from kryptobot import plots
 from kryptobot.evaluation import conformal_quantile
 from kryptobot.models import neural
 from kryptobot.models.anomaly_windows import FeatureScaler
-from kryptobot.models.forecast_compiled import XlaCompiledModel
 from kryptobot.models.forecast_data import feature_columns, last_window, min_bars
 from kryptobot.runtime import ModelVersion
 
@@ -204,7 +203,7 @@ class ForecastModel(ModelVersion):
         self.target_scale = np.asarray(pipeline.target_scale, dtype=np.float64)
         self.info = info
         self.report = report
-        self._compiled = XlaCompiledModel(keras_model, (pipeline.sequence_length, len(pipeline.features)))
+        self._compiled = neural.CompiledModel(keras_model, (pipeline.sequence_length, len(pipeline.features)))
 
     @property
     def sequence_length(self) -> int:

@@ -194,7 +194,7 @@ def test_the_service_forecasts_with_a_single_active_line(learnable):
 
 @pytest.mark.tf
 def test_the_compiled_call_matches_keras_for_any_batch_size(learnable):
-    from kryptobot.models.forecast_compiled import MAX_BUCKET
+    from kryptobot.models.neural import MAX_BUCKET
 
     rng = np.random.default_rng(0)
     for n in (1, 3, MAX_BUCKET + 5):  # padded to a bucket; chunked past the largest bucket
