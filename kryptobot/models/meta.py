@@ -69,18 +69,26 @@ def walk_forward_report(
     splits = purged_walk_forward(dataset.t0, dataset.t1, n_splits=evaluation.n_splits, embargo=embargo_bars)
     X = dataset.X[list(columns)]
     oos = walk_forward_predictions(make_model, X, dataset.y, splits)
+    metrics = oos_report(dataset.y, oos, evaluation, embargo_bars)
+    return metrics, oos
+
+
+def oos_report(y: np.ndarray, oos: np.ndarray, evaluation: EvaluationConfig, embargo_bars: int) -> dict:
+    """Metrics of out-of-sample scores (NaN = never tested) next to naive baselines.
+
+    The baselines use the base rate of the initial training block (what a naive model
+    could have known), not the test period's.
+    """
     tested = ~np.isnan(oos)
-    train_base_rate = float(np.mean(dataset.y[: np.argmax(tested)])) if tested.any() else None
-    metrics = classification_metrics(
-        dataset.y[tested], oos[tested], threshold=evaluation.threshold, train_base_rate=train_base_rate
-    )
+    train_base_rate = float(np.mean(y[: np.argmax(tested)])) if tested.any() and np.argmax(tested) > 0 else None
+    metrics = classification_metrics(y[tested], oos[tested], threshold=evaluation.threshold, train_base_rate=train_base_rate)
     metrics["evaluation"] = {
         "scheme": "purged walk-forward",
         "n_splits": evaluation.n_splits,
         "embargo_bars": embargo_bars,
         "tested_samples": int(tested.sum()),
     }
-    return metrics, oos
+    return metrics
 
 
 def data_range(dataset) -> dict:
