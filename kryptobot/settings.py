@@ -40,11 +40,13 @@ class Settings(BaseSettings):
     forecast_url: str = "http://127.0.0.1:8004"
 
 
-class _FileSettings(BaseModel):
+class FileSettings(BaseModel):
+    """Base of the JSON settings files: unknown keys are errors, assignments are validated."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class MLSettings(_FileSettings):
+class MLSettings(FileSettings):
     """``config/ml_settings.json``."""
 
     ml_enabled: bool = True
@@ -53,7 +55,7 @@ class MLSettings(_FileSettings):
     position_size_multiplier: float = Field(1.0, gt=0.0)
 
 
-class EnsembleSettings(_FileSettings):
+class EnsembleSettings(FileSettings):
     """``config/ensemble_settings.json``."""
 
     ensemble_enabled: bool = True
@@ -61,7 +63,7 @@ class EnsembleSettings(_FileSettings):
     position_size_multiplier: float = Field(1.2, gt=0.0)
 
 
-class ForecastingSettings(_FileSettings):
+class ForecastingSettings(FileSettings):
     """``config/forecasting_settings.json``."""
 
     enabled: bool = True

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kryptobot.data.base import check_symbol
 from kryptobot.errors import InvalidInput
-from kryptobot.models.forecast_data import recent_features
+from kryptobot.models.anomaly_windows import bar_features, windows
+from kryptobot.models.forecast_data import RETURN_COLUMN, recent_features, window_sigma
 from kryptobot.models.forecast_model import (
     CONFIDENCE_METHOD,
     INTERVAL_METHOD,
@@ -56,6 +57,11 @@ class ForecastPredictOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     coverage: Coverage = Field(0.9, description="nominal coverage of the interval bounds")
+    rolling: bool = Field(
+        False,
+        description="also forecast from every window of the bars (not only the last): the combined trend and "
+        "confidence per bar, in one call (what a backtest needs)",
+    )
 
 
 class ForecastPath(BaseModel):
@@ -69,6 +75,14 @@ class ForecastPath(BaseModel):
     confidence: float = Field(ge=0, le=1, description="probability that the direction is right; see confidence_method")
 
 
+class RollingForecasts(BaseModel):
+    """The combined forecast made at the close of each bar (columns, oldest first)."""
+
+    timestamp: list[str] = Field(description="the bar each forecast was made at")
+    trend: list[float]
+    confidence: list[float]
+
+
 class ForecastPrediction(BaseModel):
     symbol: str | None = None
     last_timestamp: datetime = Field(description="the last bar given: the forecast's origin")
@@ -78,6 +92,7 @@ class ForecastPrediction(BaseModel):
     models: dict[str, ForecastPath] = Field(description="each active model's forecast, by line")
     confidence_method: str = Field(description="how confidence is computed", examples=[CONFIDENCE_METHOD])
     interval_method: str = Field(description="how lower/upper are computed", examples=[INTERVAL_METHOD])
+    rolling: RollingForecasts | None = Field(None, description="with options.rolling: a forecast per bar")
 
 
 class ForecastService(ModelService):
@@ -105,7 +120,8 @@ class ForecastService(ModelService):
     def predict(self, models: Mapping[str, ModelVersion], instances: list[ForecastInstance],
                 options: ForecastPredictOptions | None = None) -> list[dict]:
         active: dict[str, ForecastModel] = {line: models[line] for line in MODEL_TYPES if line in models}  # type: ignore[misc]
-        coverage = (options or ForecastPredictOptions()).coverage
+        options = options or ForecastPredictOptions()
+        coverage = options.coverage
         needed = max(m.min_bars for m in active.values())
         frames = []
         for i, inst in enumerate(instances):
@@ -138,6 +154,7 @@ class ForecastService(ModelService):
                 "models": {line: path_json(p, versions[line], last_close[j]) for line, p in paths.items()},
                 "confidence_method": CONFIDENCE_METHOD,
                 "interval_method": INTERVAL_METHOD,
+                "rolling": rolling_forecasts(active, frame, coverage) if options.rolling else None,
             })
         return out
 
@@ -149,6 +166,35 @@ class ForecastService(ModelService):
         # enough bars for the configured window, with room for a model trained on a longer one
         length = load_settings_file(ForecastingSettings, Settings().config_dir).sequence_length
         return {"instances": [{"symbol": "SYNA", "bars": example_bars(2 * length + 1)}], "options": {"coverage": 0.9}}
+
+
+def rolling_forecasts(active: Mapping[str, "ForecastModel"], frame, coverage: float) -> dict:
+    """The combined trend and confidence of a forecast made at every bar with a full window.
+
+    Same arithmetic as the single forecast (mean price path, confidence pooled over the
+    models for the combined direction), vectorised over windows.
+    """
+    X, _ = bar_features(frame)
+    length = max(m.sequence_length for m in active.values())
+    n = len(X) - length + 1  # windows of the longest model; shorter ones read the same ends
+    finals, confidences = [], []
+    for model in active.values():
+        L = model.sequence_length
+        W = windows(X[:, model.columns], L)[-n:]
+        sigma = window_sigma(X[:, RETURN_COLUMN], L)[-n:]
+        f = model.forecast(model.scaler.transform(W), sigma, coverage)
+        finals.append(np.exp(f.mean[:, min(m.horizon for m in active.values()) - 1]))
+        confidences.append(f.confidence)
+    finals, confidences = np.array(finals), np.array(confidences)
+    combined = finals.mean(axis=0)
+    agrees = np.sign(finals - 1.0) == np.sign(combined - 1.0)[None, :]
+    pooled = np.where(agrees, confidences, 1.0 - confidences).mean(axis=0)
+    stamps = frame["timestamp"].iloc[-n:]
+    return {
+        "timestamp": [t.isoformat() for t in stamps],
+        "trend": (combined - 1.0).tolist(),
+        "confidence": pooled.tolist(),
+    }
 
 
 def path_json(path: PricePath, version: str, last_close: float) -> dict:

@@ -27,6 +27,7 @@ from kryptobot.jobs import JobRunner
 from kryptobot.runtime import JobKind, ModelService, ModelVersion
 from kryptobot.settings import Settings
 from kryptobot.store import ModelStore
+from services.framework.docs import install_docs
 from services.framework.errors import install_error_handlers
 from services.framework.observability import Metrics, configure_logging, install_request_middleware
 from services.framework.schemas import JobStatus, ModelInfo, ModelList, job_status
@@ -162,7 +163,10 @@ def create_model_app(service_cls: type[ModelService], service_path: str, setting
         version="0.1.0",
         description=service_cls.__doc__ or "",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     install_error_handlers(app)
     metrics = Metrics(name)
     install_request_middleware(app, metrics)

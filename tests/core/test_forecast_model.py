@@ -201,3 +201,20 @@ def test_the_compiled_call_matches_keras_for_any_batch_size(learnable):
         batch = rng.normal(size=(n, SEQ, len(learnable.columns))).astype(np.float32)
         expected = learnable.keras_model(batch, training=False).numpy() * learnable.target_scale
         np.testing.assert_allclose(learnable.predict_returns(batch), expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.tf
+def test_rolling_forecasts_end_with_the_single_forecast(learnable):
+    from kryptobot.data.synthetic import SyntheticMarket
+    from kryptobot.models.forecast import ForecastInstance, ForecastPredictOptions, ForecastService
+    from kryptobot.schemas import Bars
+    from kryptobot.settings import Settings
+
+    service = ForecastService(Settings())
+    bars = SyntheticMarket(seed=5).get_bars("SYNA").tail(SEQ + 40).reset_index(drop=True)
+    (pred,) = service.predict({"gru": learnable}, [ForecastInstance(bars=Bars.from_frame(bars))], ForecastPredictOptions(rolling=True))
+    rolling = pred["rolling"]
+    assert len(rolling["trend"]) == len(bars) - SEQ  # one forecast per bar with a full window of returns
+    assert rolling["timestamp"][-1] == pred["last_timestamp"]
+    assert rolling["trend"][-1] == pytest.approx(pred["combined"]["trend"], abs=1e-6)
+    assert rolling["confidence"][-1] == pytest.approx(pred["combined"]["confidence"], abs=1e-6)

@@ -1,0 +1,86 @@
+"""The forecast cache in Redis.
+
+Key: ``<prefix>:<symbol>:<model version>:<horizon>:<last bar>``; expiry:
+``update_frequency`` hours. One forecast request per key is in flight at a time: an
+in-process future per key (one trader) plus a short ``SET NX`` lock (several replicas).
+If Redis fails, the forecast is fetched directly and the cache is tried again on the
+next call: the redis client reconnects by itself once Redis is back.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, Counter
+
+log = logging.getLogger("kryptobot.trader.cache")
+LOCK_SECONDS = 30
+
+
+class ForecastCache:
+    def __init__(self, url: str, ttl_hours: float, prefix: str = "kryptobot:forecast", registry: CollectorRegistry | None = None):
+        self.redis = aioredis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.ttl_seconds = max(1, int(ttl_hours * 3600))
+        self.prefix = prefix
+        self._inflight: dict[str, asyncio.Future] = {}
+        self.events = Counter("kryptobot_forecast_cache_total", "Forecast cache lookups by outcome", ["outcome"], registry=registry)
+
+    def key(self, symbol: str, version: str, horizon: int, last_bar: str) -> str:
+        return f"{self.prefix}:{symbol}:{version}:{horizon}:{last_bar}"
+
+    async def get_or_fetch(self, key: str, fetch: Callable[[], Awaitable[dict]]) -> tuple[dict, str]:
+        """The cached forecast, or ``fetch()``'s result stored; returns (value, 'hit'|'miss'|'bypass')."""
+        if key in self._inflight:  # same key already being fetched in this process: share it
+            return await asyncio.shield(self._inflight[key]), "hit"
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            value, outcome = await self._lookup(key, fetch)
+            future.set_result(value)
+            return value, outcome
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._inflight[key]
+
+    async def _lookup(self, key: str, fetch) -> tuple[dict, str]:
+        try:
+            cached = await self.redis.get(key)
+            if cached is not None:
+                self.events.labels("hit").inc()
+                return json.loads(cached), "hit"
+            locked = await self.redis.set(key + ":lock", "1", nx=True, ex=LOCK_SECONDS)
+            if not locked:  # another replica is fetching it: wait briefly for its result
+                for _ in range(20):
+                    await asyncio.sleep(0.05)
+                    cached = await self.redis.get(key)
+                    if cached is not None:
+                        self.events.labels("hit").inc()
+                        return json.loads(cached), "hit"
+        except (aioredis.RedisError, OSError) as exc:
+            self.events.labels("error").inc()
+            log.warning("forecast cache unavailable, calling the forecast service directly: %s", exc)
+            return await fetch(), "bypass"
+        self.events.labels("miss").inc()
+        value = await fetch()
+        try:
+            await self.redis.set(key, json.dumps(value), ex=self.ttl_seconds)
+            await self.redis.delete(key + ":lock")
+        except (aioredis.RedisError, OSError) as exc:
+            self.events.labels("error").inc()
+            log.warning("could not store forecast in the cache: %s", exc)
+        return value, "miss"
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except (aioredis.RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        await self.redis.aclose()

@@ -1,0 +1,90 @@
+"""HTTP clients for the model services: timeouts, bounded retries with backoff, and a
+circuit breaker per service so a dead service costs one fast failure, not a timeout
+per symbol per cycle.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from kryptobot.errors import InvalidInput, ServiceUnavailable
+
+
+class _Retryable(Exception):
+    """A failure worth another try: connection trouble or a 5xx."""
+
+
+@dataclass
+class CircuitBreaker:
+    """closed -> (``threshold`` failures in a row) -> open for ``reset_after`` s -> half-open (one try)."""
+
+    threshold: int = 3
+    reset_after: float = 10.0
+    failures: int = 0
+    opened_at: float | None = None
+    clock: object = field(default=time.monotonic, repr=False)
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half-open" if self.clock() - self.opened_at >= self.reset_after else "open"
+
+    def allow(self) -> bool:
+        return self.state != "open"
+
+    def success(self) -> None:
+        self.failures, self.opened_at = 0, None
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.failures >= self.threshold or self.state == "half-open":
+            self.opened_at = self.clock()
+
+
+class ModelClient:
+    """One model service: ``predict``, ``model``; raises ServiceUnavailable when it cannot answer."""
+
+    def __init__(self, name: str, base_url: str, http: httpx.AsyncClient, timeout: float, retries: int, breaker: CircuitBreaker | None = None):
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.http = http
+        self.timeout = timeout
+        self.retries = retries
+        self.breaker = breaker or CircuitBreaker()
+
+    async def predict(self, body: dict, request_id: str | None = None) -> dict:
+        return await self._call("POST", "/predict", body, request_id)
+
+    async def model(self, request_id: str | None = None) -> dict:
+        return await self._call("GET", "/model", None, request_id)
+
+    async def _call(self, method: str, path: str, body: dict | None, request_id: str | None) -> dict:
+        if not self.breaker.allow():
+            raise ServiceUnavailable(f"{self.name} circuit open after repeated failures", field=self.name)
+        headers = {"X-Request-ID": request_id} if request_id else {}
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.retries + 1),
+                wait=wait_exponential(multiplier=0.05, max=1.0),
+                retry=retry_if_exception_type(_Retryable),
+                reraise=True,
+            ):
+                with attempt:
+                    try:
+                        resp = await self.http.request(method, self.base_url + path, json=body, headers=headers, timeout=self.timeout)
+                    except httpx.HTTPError as exc:
+                        raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+                    if resp.status_code >= 500:
+                        raise _Retryable(f"HTTP {resp.status_code}: {resp.text[:200]}")
+        except _Retryable as exc:
+            self.breaker.failure()
+            raise ServiceUnavailable(f"{self.name} unavailable: {exc}", field=self.name) from exc
+        self.breaker.success()
+        if resp.status_code >= 400:
+            detail = resp.json().get("detail", resp.text) if resp.headers.get("content-type", "").startswith("application/json") else resp.text
+            raise InvalidInput(f"{self.name} rejected the request ({resp.status_code}): {detail}", field=self.name)
+        return resp.json()
