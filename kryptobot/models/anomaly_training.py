@@ -236,4 +236,11 @@ def data_range(config: AnomalyTrainConfig, symbols: Mapping[str, SymbolParts]) -
             "holdout_windows_end_from": day(ends.iloc[p.parts["holdout"][0]]),
             "end": day(p.timestamps.iloc[-1]),
         }
-    return {"source": config.data.source, "symbols": list(symbols), "per_symbol": per_symbol}
+    return {
+        "source": config.data.source,
+        "symbols": list(symbols),
+        # every service's data_range has start/end: the trader uses models only after ``end``
+        "start": min(v["start"] for v in per_symbol.values()),
+        "end": max(v["end"] for v in per_symbol.values()),
+        "per_symbol": per_symbol,
+    }

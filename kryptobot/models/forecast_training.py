@@ -307,4 +307,11 @@ def data_range(config: ForecastTrainConfig, symbols: Mapping[str, SymbolSamples]
             **{f"{name}_origins_from": day(p.timestamps.iloc[p.end_bar(p.blocks[name][0])]) for name in BLOCKS[1:]},
             "end": day(p.timestamps.iloc[-1]),
         }
-    return {"source": config.data.source, "symbols": list(symbols), "per_symbol": per_symbol}
+    return {
+        "source": config.data.source,
+        "symbols": list(symbols),
+        # every service's data_range has start/end: the trader uses models only after ``end``
+        "start": min(v["start"] for v in per_symbol.values()),
+        "end": max(v["end"] for v in per_symbol.values()),
+        "per_symbol": per_symbol,
+    }

@@ -1,0 +1,174 @@
+"""Trader service (port 8000): decision cycles, paper trading, backtests."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kryptobot.data.base import check_symbol
+from kryptobot.errors import InvalidInput, NotFound
+from kryptobot.store import REPORT_NAME_RE
+from services.framework.docs import install_docs
+from services.framework.errors import install_error_handlers
+from services.framework.observability import Metrics, configure_logging, install_request_middleware
+from services.trader.backtest import BacktestRequest, run_backtest, write_reports
+from services.trader.broker import PaperBroker
+from services.trader.cache import ForecastCache
+from services.trader.clients import CircuitBreaker, ModelClient
+from services.trader.decisions import LAYERS, Layers
+from services.trader.engine import Engine
+from services.trader.settings import TraderConfig, TraderEnv
+
+log = logging.getLogger("kryptobot.trader")
+SERVICES = ("signal", "ensemble", "anomaly", "forecast")
+
+
+@dataclass
+class TraderState:
+    env: TraderEnv
+    config: TraderConfig
+    engine: Engine
+    clients: dict[str, ModelClient]
+    cache: ForecastCache
+    broker: PaperBroker
+    metrics: Metrics
+    cycle_lock: asyncio.Lock
+
+
+def get_state(request: Request) -> TraderState:
+    return request.app.state.trader
+
+
+State = Annotated[TraderState, Depends(get_state)]
+
+
+class CycleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"symbols": ["SPY", "AAPL"]}]})
+
+    symbols: list[str] | None = Field(None, description="default: the watchlist")
+    as_of: date | None = Field(None, description="decide on the bars up to this day (default: the latest bar)")
+    layers: list[str] | None = Field(None, description=f"ML layers to use (default: the settings' switches); any of {list(LAYERS)}")
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, value):
+        if value is None:
+            return None
+        try:
+            return [check_symbol(s) for s in value]
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from exc
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, value):
+        if value is not None and any(v not in LAYERS for v in value):
+            raise ValueError(f"unknown layer(s) {[v for v in value if v not in LAYERS]}; choose from {list(LAYERS)}")
+        return value
+
+
+def create_app(env: TraderEnv | None = None) -> FastAPI:
+    env = env or TraderEnv()
+    metrics = Metrics("trader")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        configure_logging("trader", env.log_format)
+        config = TraderConfig.load(env.config_dir)
+        t = config.trader
+        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+        urls = {"signal": env.signal_url, "ensemble": env.ensemble_url, "anomaly": env.anomaly_url, "forecast": env.forecast_url}
+        clients = {n: ModelClient(n, urls[n], http, t.request_timeout_seconds, t.retries, CircuitBreaker()) for n in SERVICES}
+        cache = ForecastCache(env.redis_url, config.forecasting.update_frequency, env.cache_prefix, registry=metrics.registry)
+        broker = PaperBroker(env.ledger_path, t.initial_cash, t.commission, t.slippage)
+        state = TraderState(env, config, Engine(config, env, clients, cache, broker), clients, cache, broker, metrics, asyncio.Lock())
+        app.state.trader = state
+        scheduler = asyncio.create_task(_schedule(state)) if t.schedule_minutes > 0 else None
+        yield
+        if scheduler:
+            scheduler.cancel()
+        await http.aclose()
+        await cache.close()
+        broker.close()
+
+    app = FastAPI(title="KryptoBot trader", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Technical signals checked, sized and vetoed by the ML services; paper trading with a durable ledger; backtests.")
+    install_docs(app)
+    install_error_handlers(app)
+    install_request_middleware(app, metrics)
+    _routes(app)
+    return app
+
+
+async def _schedule(state: TraderState) -> None:
+    while True:
+        await asyncio.sleep(state.config.trader.schedule_minutes * 60)
+        try:
+            async with state.cycle_lock:
+                await state.engine.cycle()
+        except Exception:  # noqa: BLE001 - the scheduler must outlive one bad cycle
+            log.exception("scheduled cycle failed")
+
+
+def _routes(app: FastAPI) -> None:
+    @app.get("/health/live", tags=["health"])
+    async def live():
+        return {"status": "live"}
+
+    @app.get("/health/ready", tags=["health"], summary="200 when the ledger is open; reports each dependency")
+    async def ready(state: State):
+        return {
+            "status": "ready",
+            "redis": await state.cache.ping(),
+            "services": {n: c.breaker.state for n, c in state.clients.items()},
+        }
+
+    @app.post("/cycle", tags=["trading"], summary="Run one decision cycle for the watchlist now")
+    async def cycle(body: CycleRequest, request: Request, state: State):
+        layers = None if body.layers is None else Layers.only(*body.layers)
+        async with state.cycle_lock:  # one cycle at a time: orders of a bar are decided once
+            return await state.engine.cycle(body.as_of, body.symbols, layers, request.state.request_id)
+
+    @app.get("/decisions", tags=["trading"])
+    async def decisions(state: State, limit: Annotated[int, Query(ge=1, le=1000)] = 100):
+        return state.broker.decisions(limit)
+
+    @app.get("/orders", tags=["trading"])
+    async def orders(state: State, limit: Annotated[int, Query(ge=1, le=1000)] = 100):
+        return state.broker.orders(limit)
+
+    @app.get("/positions", tags=["trading"])
+    async def positions(state: State):
+        return state.broker.positions()
+
+    @app.get("/portfolio", tags=["trading"])
+    async def portfolio(state: State):
+        return state.broker.portfolio()
+
+    @app.post("/backtest", tags=["backtest"], summary="Replay the rules over history for each mode vs buy-and-hold")
+    async def backtest(body: BacktestRequest, state: State):
+        report = await run_backtest(body, state.config, state.clients, state.env.csv_dir)
+        names = await asyncio.to_thread(write_reports, report, state.env.reports_dir)
+        return JSONResponse({**report, "reports": names})
+
+    @app.get("/reports/{name}", tags=["backtest"], summary="backtest_report.json or equity_curve.png (latest, or by id)")
+    async def reports(name: str, state: State):
+        if not REPORT_NAME_RE.match(name):
+            raise InvalidInput(f"malformed report name {name!r}", field="name")
+        path = state.env.reports_dir / name
+        if not path.is_file():
+            raise NotFound(f"no report {name!r}: run POST /backtest first", field="name")
+        return FileResponse(path)
+
+    @app.get("/metrics", tags=["health"])
+    async def metrics(state: State):
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

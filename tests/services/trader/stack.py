@@ -1,0 +1,45 @@
+"""Four trained model services, started once per test module, for the trader's tests."""
+from __future__ import annotations
+
+import httpx
+
+from tests.live import wait_for_job
+
+TRAINING_DATA = {"source": "synthetic", "symbols": ["SYNA", "SYNB"], "start": "2017-01-01", "end": "2021-12-31"}
+TINY = {
+    "signal": {"data": TRAINING_DATA, "model": {"n_estimators": 30, "max_depth": 4}, "evaluation": {"n_splits": 2}},
+    "ensemble": {
+        "data": TRAINING_DATA, "random_forest": {"n_estimators": 20}, "gradient_boosting": {"n_estimators": 20},
+        "ada_boost": {"n_estimators": 20}, "evaluation": {"n_splits": 2},
+    },
+    "anomaly": {"data": TRAINING_DATA, "epochs": 2, "batch_size": 64, "window": 20},
+    "forecast": {"data": TRAINING_DATA, "model_types": ["gru"], "sequence_length": 30, "forecast_horizon": 5, "epochs": 2, "units": 16},
+}
+
+
+def start_model_services(start_server) -> dict:
+    """Start and train the four model services (training jobs run in parallel)."""
+    servers = {name: start_server(f"services.{name}.app:create_app") for name in TINY}
+    jobs = {}
+    for name, server in servers.items():
+        resp = httpx.post(f"{server.url}/train", json=TINY[name], timeout=30)
+        assert resp.status_code == 202, resp.text
+        jobs[name] = resp.json()["id"]
+    for name, server in servers.items():
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            job = wait_for_job(client, jobs[name], timeout=600)
+            assert job["state"] == "succeeded", (name, job)
+    return servers
+
+
+def trader_env(servers: dict, redis_url: str, tmp_path, prefix: str) -> dict:
+    return {
+        "KRYPTOBOT_SIGNAL_URL": servers["signal"].url,
+        "KRYPTOBOT_ENSEMBLE_URL": servers["ensemble"].url,
+        "KRYPTOBOT_ANOMALY_URL": servers["anomaly"].url,
+        "KRYPTOBOT_FORECAST_URL": servers["forecast"].url,
+        "KRYPTOBOT_REDIS_URL": redis_url,
+        "KRYPTOBOT_LEDGER_PATH": str(tmp_path / "ledger.sqlite"),
+        "KRYPTOBOT_REPORTS_DIR": str(tmp_path / "reports"),
+        "KRYPTOBOT_CACHE_PREFIX": prefix,
+    }
