@@ -1,0 +1,77 @@
+"""The forecast cache against the real Redis, and the clients' circuit breaker."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+
+from kryptobot.errors import ServiceUnavailable
+from services.trader.cache import ForecastCache
+from services.trader.clients import CircuitBreaker, ModelClient
+from tests.live import free_port
+
+
+@pytest.fixture
+async def cache(redis_url):
+    cache = ForecastCache(redis_url, ttl_hours=2, prefix=f"test-cache-{uuid.uuid4().hex[:8]}")
+    yield cache
+    async for key in cache.redis.scan_iter(f"{cache.prefix}:*"):
+        await cache.redis.delete(key)
+    await cache.close()
+
+
+async def test_ttl_and_single_flight(cache):
+    calls = 0
+
+    async def fetch():
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.1)
+        return {"trend": 0.01}
+
+    key = cache.key("SPY", "gru-v1", 5, "2024-01-02T00:00:00")
+    results = await asyncio.gather(*(cache.get_or_fetch(key, fetch) for _ in range(10)))
+    assert calls == 1  # ten concurrent requests for one key: one forecast request
+    assert all(value == {"trend": 0.01} for value, _ in results)
+    assert 2 * 3600 - 5 < await cache.redis.ttl(key) <= 2 * 3600
+    value, outcome = await cache.get_or_fetch(key, fetch)
+    assert outcome == "hit" and calls == 1
+
+
+async def test_unreachable_redis_falls_back_to_the_service():
+    cache = ForecastCache(f"redis://127.0.0.1:{free_port()}/0", ttl_hours=1)
+
+    async def fetch():
+        return {"trend": 0.02}
+
+    value, outcome = await cache.get_or_fetch("k", fetch)
+    assert value == {"trend": 0.02} and outcome == "bypass"
+    await cache.close()
+
+
+def test_circuit_breaker_opens_and_half_opens():
+    now = [0.0]
+    breaker = CircuitBreaker(threshold=2, reset_after=10, clock=lambda: now[0])
+    breaker.failure()
+    assert breaker.state == "closed"
+    breaker.failure()
+    assert breaker.state == "open" and not breaker.allow()
+    now[0] = 11
+    assert breaker.state == "half-open" and breaker.allow()
+    breaker.failure()  # the trial failed: open again
+    assert breaker.state == "open"
+    now[0] = 22
+    breaker.success()
+    assert breaker.state == "closed"
+
+
+async def test_client_retries_then_opens_its_circuit():
+    async with httpx.AsyncClient() as http:
+        client = ModelClient("signal", f"http://127.0.0.1:{free_port()}", http, timeout=0.5, retries=1, breaker=CircuitBreaker(threshold=2))
+        for _ in range(2):
+            with pytest.raises(ServiceUnavailable):
+                await client.predict({"instances": []})
+        with pytest.raises(ServiceUnavailable, match="circuit open"):
+            await client.predict({"instances": []})
