@@ -5,10 +5,10 @@ from datetime import datetime
 from typing import Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
 from kryptobot.data import DataSpec, validate_bars
-from kryptobot.data.base import SYMBOL_PATTERN
+from kryptobot.data.base import Symbol
 
 
 class Bars(BaseModel):
@@ -52,22 +52,24 @@ class TrainConfigBase(BaseModel):
     activate: bool = Field(True, description="make the new version active when training succeeds")
 
 
+class BarsInstance(BaseModel):
+    """Recent bars of one symbol, oldest first (the anomaly and forecast services' input)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: Symbol | None = Field(None, description="optional, echoed back (e.g. SPY)")
+    bars: Bars
+
+
 class ClassifierInstance(BaseModel):
     """A technical signal to score: give either ``features`` or ``bars`` (not both)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    symbol: str | None = Field(None, description="optional, echoed back (e.g. SPY)")
+    symbol: Symbol | None = Field(None, description="optional, echoed back (e.g. SPY)")
     side: Literal["buy", "sell"] = Field("buy", description="direction of the technical signal")
     features: dict[str, FiniteFloat] | None = Field(None, description="precomputed named features")
     bars: Bars | None = Field(None, description="raw bars; features are computed for the last bar")
-
-    @field_validator("symbol")
-    @classmethod
-    def _symbol(cls, value: str | None) -> str | None:
-        if value is not None and not SYMBOL_PATTERN.match(value.upper()):
-            raise ValueError(f"malformed symbol {value!r}: expected 1-15 characters of A-Z, 0-9, '.', '-', '^'")
-        return None if value is None else value.upper()
 
     @model_validator(mode="after")
     def _one_input(self) -> "ClassifierInstance":

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from kryptobot.data.base import (
     BAR_COLUMNS,
     MarketDataProvider,
+    Symbol,
     check_symbol,
     slice_range,
     validate_bars,
@@ -42,19 +43,11 @@ class DataSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: DataSource = Field("synthetic", description="synthetic (embedded), csv (KRYPTOBOT_CSV_DIR) or sample (offline real history)")
-    symbols: list[str] = Field(default_factory=lambda: ["SYNA", "SYNB"], min_length=1, max_length=50)
+    symbols: list[Symbol] = Field(default_factory=lambda: ["SYNA", "SYNB"], min_length=1, max_length=50)
     start: date | None = Field(None, description="first bar (inclusive); default: provider's first bar")
     end: date | None = Field(None, description="last bar (inclusive); default: provider's last bar")
     seed: int | None = Field(None, description="synthetic only: market seed")
     predictability: float | None = Field(None, ge=0.0, le=1.0, description="synthetic only: 0 = pure random walk")
-
-    @field_validator("symbols")
-    @classmethod
-    def _symbols(cls, value: list[str]) -> list[str]:
-        try:
-            return [check_symbol(s, field=f"symbols[{i}]") for i, s in enumerate(value)]
-        except InvalidInput as exc:  # pydantic adds the location only to ValueErrors
-            raise ValueError(exc.message) from exc
 
 
 def get_provider(

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import re
-from typing import Protocol, runtime_checkable
+from typing import Annotated, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
+from pydantic import AfterValidator
 
 from kryptobot.errors import DataError, InvalidInput
 
@@ -21,6 +22,17 @@ def check_symbol(symbol: str, field: str = "symbol") -> str:
             field=field,
         )
     return symbol.upper()
+
+
+def _symbol_field(value: str) -> str:
+    try:
+        return check_symbol(value)
+    except InvalidInput as exc:  # pydantic turns a ValueError into a 422 naming the field
+        raise ValueError(exc.message) from None
+
+
+#: A symbol in a request schema: validated and upper-cased.
+Symbol = Annotated[str, AfterValidator(_symbol_field)]
 
 
 @runtime_checkable

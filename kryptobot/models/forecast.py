@@ -14,9 +14,8 @@ from datetime import datetime
 from typing import Literal, Mapping
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from kryptobot.data.base import check_symbol
 from kryptobot.errors import InvalidInput
 from kryptobot.models.anomaly_windows import bar_features, windows
 from kryptobot.models.forecast_data import RETURN_COLUMN, recent_features, window_sigma
@@ -30,27 +29,14 @@ from kryptobot.models.forecast_model import (
 )
 from kryptobot.models.forecast_training import Coverage, ForecastTrainConfig, train_forecasters
 from kryptobot.runtime import ModelService, ModelVersion, TrainContext
-from kryptobot.schemas import Bars
+from kryptobot.schemas import BarsInstance
 from kryptobot.settings import ForecastingSettings, load_settings_file
 
 __all__ = ["ForecastService", "ForecastTrainConfig", "ForecastModel"]
 
 
-class ForecastInstance(BaseModel):
+class ForecastInstance(BarsInstance):
     """Bars of one symbol, oldest first: at least ``sequence_length + 1`` of them (only the last are read)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    symbol: str | None = Field(None, description="optional, echoed back (e.g. SPY)")
-    bars: Bars
-
-    @field_validator("symbol")
-    @classmethod
-    def _symbol(cls, value: str | None) -> str | None:
-        try:
-            return None if value is None else check_symbol(value)
-        except InvalidInput as exc:  # a ValueError becomes pydantic's 422 naming the field
-            raise ValueError(exc.message) from None
 
 
 class ForecastPredictOptions(BaseModel):

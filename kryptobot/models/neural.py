@@ -6,7 +6,6 @@ imported, so the services without it (signal, ensemble, trader) never load it.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Callable
 
 import numpy as np

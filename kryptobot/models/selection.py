@@ -12,7 +12,6 @@ import json
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 
 from kryptobot import plots
 from kryptobot.errors import TrainingError

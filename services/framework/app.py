@@ -20,9 +20,9 @@ from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import ConfigDict, Field, create_model
 
-from kryptobot.errors import InvalidInput, ModelNotReady, NotFound, Unauthorized
+from kryptobot.errors import ModelNotReady, NotFound, Unauthorized
 from kryptobot.jobs import JobRunner
 from kryptobot.runtime import JobKind, ModelService, ModelVersion
 from kryptobot.settings import Settings

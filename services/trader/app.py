@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kryptobot.data.base import check_symbol
+from kryptobot.data.base import Symbol
 from kryptobot.errors import InvalidInput, NotFound
 from kryptobot.store import REPORT_NAME_RE
 from services.framework.docs import install_docs
@@ -54,19 +54,9 @@ State = Annotated[TraderState, Depends(get_state)]
 class CycleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"symbols": ["SPY", "AAPL"]}]})
 
-    symbols: list[str] | None = Field(None, description="default: the watchlist")
+    symbols: list[Symbol] | None = Field(None, description="default: the watchlist")
     as_of: date | None = Field(None, description="decide on the bars up to this day (default: the latest bar)")
     layers: list[str] | None = Field(None, description=f"ML layers to use (default: the settings' switches); any of {list(LAYERS)}")
-
-    @field_validator("symbols")
-    @classmethod
-    def _symbols(cls, value):
-        if value is None:
-            return None
-        try:
-            return [check_symbol(s) for s in value]
-        except InvalidInput as exc:
-            raise ValueError(exc.message) from exc
 
     @field_validator("layers")
     @classmethod

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from kryptobot import plots
 from kryptobot.backtest_metrics import performance
 from kryptobot.data import get_provider
-from kryptobot.data.base import check_symbol
+from kryptobot.data.base import Symbol
 from kryptobot.features import FeatureParams, build_features
 from kryptobot.errors import InvalidInput
 from kryptobot.schemas import Bars
@@ -47,7 +47,7 @@ BATCH = 1000
 class BacktestRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"symbols": ["SPY", "QQQ"], "modes": ["technical", "all"]}]})
 
-    symbols: list[str] | None = Field(None, description="default: the watchlist")
+    symbols: list[Symbol] | None = Field(None, description="default: the watchlist")
     start: str | None = Field(None, description="first day (default: the day after the models' training data ends)")
     end: str | None = Field(None, description="last day (default: the last bar)")
     modes: list[str] = Field(default_factory=lambda: list(MODES), description=f"any of {list(MODES)}")
@@ -61,15 +61,6 @@ class BacktestRequest(BaseModel):
             raise ValueError(f"unknown mode(s) {unknown}; choose from {list(MODES)}" if unknown else "no modes")
         return value
 
-    @field_validator("symbols")
-    @classmethod
-    def _symbols(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        try:
-            return [check_symbol(s) for s in value]
-        except InvalidInput as exc:
-            raise ValueError(exc.message) from exc
 
 
 @dataclass

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from kryptobot.data.base import check_symbol
+from kryptobot.data.base import Symbol
 from kryptobot.settings import (
     EnsembleSettings,
     ForecastingSettings,
@@ -22,7 +22,7 @@ from kryptobot.settings import (
 class TraderSettings(FileSettings):
     """``config/trader_settings.json``: watchlist, strategy, risk and fault policies."""
 
-    watchlist: list[str] = Field(default_factory=lambda: ["SPY", "QQQ", "AAPL", "MSFT", "AMZN", "GOOGL", "META", "TSLA"], min_length=1, max_length=100)
+    watchlist: list[Symbol] = Field(default_factory=lambda: ["SPY", "QQQ", "AAPL", "MSFT", "AMZN", "GOOGL", "META", "TSLA"], min_length=1, max_length=100)
     data_source: Literal["synthetic", "csv", "sample"] = "synthetic"
     history_bars: int = Field(400, ge=200, le=5000, description="bars loaded per symbol each cycle")
     initial_cash: float = Field(100_000.0, gt=0)
@@ -38,11 +38,6 @@ class TraderSettings(FileSettings):
     schedule_minutes: float = Field(0, ge=0, description="run a cycle every N minutes (0 = only on POST /cycle)")
     request_timeout_seconds: float = Field(5.0, gt=0, le=120)
     retries: int = Field(2, ge=0, le=10)
-
-    @field_validator("watchlist")
-    @classmethod
-    def _symbols(cls, value: list[str]) -> list[str]:
-        return [check_symbol(s, field="watchlist") for s in value]
 
 
 @dataclass(frozen=True)
