@@ -22,19 +22,26 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for key in ("service", "request_id", "path", "status", "ms"):
-            if hasattr(record, key):
+            if getattr(record, key, "-") != "-":
                 payload[key] = getattr(record, key)
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
         return json.dumps(payload)
 
 
+def _default_request_id(record: logging.LogRecord) -> bool:
+    if not hasattr(record, "request_id"):
+        record.request_id = "-"
+    return True
+
+
 def configure_logging(service: str, fmt: str = "auto") -> None:
     """JSON logs when not on a terminal (or when asked), plain text otherwise."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler()
+    handler.addFilter(_default_request_id)
     handler.setFormatter(
-        JsonFormatter() if use_json else logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s")
+        JsonFormatter() if use_json else logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s [%(request_id)s]: %(message)s")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

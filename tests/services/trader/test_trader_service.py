@@ -66,6 +66,12 @@ def test_cycle_fills_the_cache_with_its_expiry_and_hits_it_next_time(client, red
     assert client.get("/decisions", params={"limit": 16}).json()[0]["cycle_id"] == second["cycle_id"]
 
 
+def test_request_id_is_propagated_to_the_model_services(client, models):
+    body = client.post("/cycle", json={"as_of": "2024-06-27"}, headers={"X-Request-ID": "cycle-trace-42"}).json()
+    assert body["cycle_id"] == "cycle-trace-42"
+    assert "[cycle-trace-42]" in models["forecast"].log_text()
+
+
 def test_backtest_report_compares_modes_after_the_training_period(client):
     resp = client.post("/backtest", json={"symbols": ["SPY", "QQQ"], "end": "2023-12-31"})
     assert resp.status_code == 200, resp.text
