@@ -97,6 +97,8 @@ class ModelService(ABC):
     Prediction: ClassVar[type[BaseModel]]
     PredictOptions: ClassVar[type[BaseModel] | None] = None
     extra_jobs: ClassVar[tuple[JobKind, ...]] = ()
+    #: a report every version has (the Swagger example of GET /reports/{name})
+    report_example: ClassVar[str] = "training_results.json"
 
     def __init__(self, settings: Settings):
         self.settings = settings

@@ -97,6 +97,7 @@ class ForecastService(ModelService):
     Instance = ForecastInstance
     Prediction = ForecastPrediction
     PredictOptions = ForecastPredictOptions
+    report_example = "combined_forecast.png"
 
     def train(self, config: ForecastTrainConfig, ctx: TrainContext) -> list[ModelVersion]:
         defaults = load_settings_file(ForecastingSettings, ctx.settings.config_dir)

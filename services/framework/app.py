@@ -175,7 +175,7 @@ def create_model_app(service_cls: type[ModelService], service_path: str, setting
     for kind in service_cls.jobs():
         _add_job_route(app, kind)
     _add_job_status_routes(app)
-    _add_model_routes(app)
+    _add_model_routes(app, service_cls.report_example)
     _add_metrics_route(app)
     return app
 
@@ -264,8 +264,8 @@ def _add_job_status_routes(app: FastAPI) -> None:
         return [job_status(r) for r in state.runner.list()]
 
 
-def _add_model_routes(app: FastAPI) -> None:
-    Version = Annotated[str, Path(description="e.g. signal-v1", examples=["signal-v1"])]
+def _add_model_routes(app: FastAPI, report_example: str) -> None:
+    Version = Annotated[str, Path(description="a version listed by GET /models, e.g. signal-v1")]
 
     @app.get("/model", tags=["models"], response_model=ModelList, summary="Active model(s) metadata")
     async def model(state: State):
@@ -297,7 +297,11 @@ def _add_model_routes(app: FastAPI) -> None:
         summary="A PNG plot or JSON metrics file of a version (default: active)",
         response_class=FileResponse,
     )
-    async def report(name: str, state: State, version: Annotated[str | None, Query()] = None):
+    async def report(
+        name: Annotated[str, Path(description="a file listed by GET /reports", examples=[report_example])],
+        state: State,
+        version: Annotated[str | None, Query()] = None,
+    ):
         versions = [version] if version else list(state.store.active().values())
         if not versions:
             raise ModelNotReady("no active model and no version given", field="version")
