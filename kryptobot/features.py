@@ -201,10 +201,10 @@ def latest_features(bars: pd.DataFrame, params: FeatureParams = FeatureParams(),
     InvalidInput naming ``field`` when there are too few bars or a feature is not
     finite, DataError (also 422) when the bars are malformed.
     """
+    clean = validate_bars(bars, field=field)  # all of it, first: a bad bar is the more useful error
     needed = min_bars(params)
-    if len(bars) < needed:
-        raise InvalidInput(f"need at least {needed} bars to compute features, got {len(bars)}", field=field)
-    clean = validate_bars(bars, field=field)  # all of it: a bad early bar is still a caller bug
+    if len(clean) < needed:
+        raise InvalidInput(f"need at least {needed} bars to compute features, got {len(clean)}", field=field)
     # Only the tail matters once the seeds have settled; computing on it keeps serving
     # cost flat however much history a caller sends.
     row = _compute(clean.iloc[-needed:].reset_index(drop=True), params).iloc[-1]

@@ -7,7 +7,7 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
-from kryptobot.data import DataSpec, validate_bars
+from kryptobot.data import BAR_COLUMNS, DataSpec, validate_bars
 from kryptobot.data.base import Symbol
 
 
@@ -31,9 +31,13 @@ class Bars(BaseModel):
                 raise ValueError(f"'{name}' has {len(getattr(self, name))} values but 'timestamp' has {n}")
         return self
 
+    def columns(self) -> pd.DataFrame:
+        """The bars as a frame, not yet validated (for code that validates them itself)."""
+        return pd.DataFrame({name: getattr(self, name) for name in BAR_COLUMNS})
+
     def to_frame(self, field: str = "bars") -> pd.DataFrame:
         """A validated bar frame; raises DataError naming ``field`` (NaN, prices <= 0, order)."""
-        return validate_bars(pd.DataFrame(self.model_dump()), field=field)
+        return validate_bars(self.columns(), field=field)
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> "Bars":

@@ -11,8 +11,9 @@ ONNX Runtime, so each one's probability and vote are available per instance.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
+from typing import ClassVar
 
 import joblib
 import numpy as np
@@ -41,7 +42,7 @@ from kryptobot.runtime import ModelService, ModelVersion, TrainContext
 from kryptobot.schemas import ClassifierInstance
 from kryptobot.settings import EnsembleSettings, load_settings_file
 
-__all__ = ["BASE_MODELS", "EnsembleModel", "EnsembleService", "EnsembleTrainConfig", "combine", "vote_share"]
+__all__ = ["BASE_MODELS", "EnsembleModel", "EnsembleService", "EnsembleTrainConfig", "combine", "evaluate_ensemble", "vote_share"]
 
 HARD_DECISION_RULE = "weighted majority of base votes (share > 0.5, a tie is 'fail'), as VotingClassifier.predict"
 
@@ -118,7 +119,7 @@ class EnsembleModel(ModelVersion):
         self._onnx: dict[str, OnnxClassifier] = {}
 
     @classmethod
-    def fit(cls, config: EnsembleTrainConfig, dataset, ctx: TrainContext, confidence_threshold: float) -> "EnsembleModel":
+    def fit(cls, config: EnsembleTrainConfig, dataset, ctx: TrainContext, confidence_threshold: float) -> EnsembleModel:
         from sklearn.ensemble import VotingClassifier
 
         features = list(FEATURE_NAMES)
@@ -159,7 +160,7 @@ class EnsembleModel(ModelVersion):
         write_reports(reports, self.info, self.voting, self.weights.tolist())
 
     @classmethod
-    def load(cls, artifacts: Path, metadata: dict) -> "EnsembleModel":
+    def load(cls, artifacts: Path, metadata: dict) -> EnsembleModel:
         spec = json.loads((artifacts / "ensemble.json").read_text())
         model = cls(spec["voting"], spec["weights"], spec["features"], metadata)
         model.feature_params = FeatureParams.from_dict(spec["feature_params"])
@@ -187,7 +188,7 @@ class EnsembleService(ModelService):
 
     name = "ensemble"
     lines = ("ensemble",)
-    version_classes = {"ensemble": EnsembleModel}
+    version_classes: ClassVar[Mapping[str, type[ModelVersion]]] = {"ensemble": EnsembleModel}
     TrainConfig = EnsembleTrainConfig
     Instance = ClassifierInstance
     Prediction = EnsemblePrediction

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kryptobot.models.meta import EvaluationConfig, LabelConfig
-from kryptobot.models.signal import ForestParams
+from kryptobot.models.meta import ForestParams
 from kryptobot.schemas import TrainConfigBase
 
 #: the base models, in the order of ``weights`` and of the VotingClassifier's estimators

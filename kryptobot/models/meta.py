@@ -3,7 +3,7 @@
 Both answer "will this technical signal succeed?" from the same features and labels,
 evaluated the same way, so they can be compared on the same out-of-sample data:
 
-* ``LabelConfig`` -> the triple-barrier parameters a training request may set;
+* ``ForestParams``, ``LabelConfig``, ``EvaluationConfig`` -> request parameters both share;
 * ``load_meta_dataset`` -> features + meta-labels for the requested market data;
 * ``walk_forward_report`` -> out-of-sample metrics over purged walk-forward splits;
 * ``instances_to_matrix`` -> the serving-time input matrix from named features or bars,
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +26,24 @@ from kryptobot.labels import LabelParams, build_meta_dataset
 from kryptobot.splits import purged_walk_forward
 
 SIDE_COLUMN = "side"
+
+
+class ForestParams(BaseModel):
+    """RandomForest hyper-parameters (scikit-learn names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_estimators: int = Field(200, ge=1, le=2000)
+    max_depth: int | None = Field(6, ge=1, le=64)
+    min_samples_leaf: int = Field(20, ge=1)
+    max_features: Literal["sqrt", "log2"] | float = "sqrt"
+    class_weight: Literal["balanced", "balanced_subsample"] | None = None
+    random_state: int = 42
+
+    def build(self):
+        from sklearn.ensemble import RandomForestClassifier
+
+        return RandomForestClassifier(**self.model_dump(), n_jobs=-1)
 
 
 class LabelConfig(BaseModel):
@@ -109,7 +127,8 @@ def instances_to_matrix(instances: Sequence, features: Sequence[str], feature_pa
         if inst.features is not None:
             values = validate_feature_dict(inst.features, list(features), field=f"instances[{i}].features")
         else:
-            computed = latest_features(inst.bars.to_frame(field=f"instances[{i}].bars"), feature_params, field=f"instances[{i}].bars")
+            # latest_features validates the bars itself: validating here too would double the cost
+            computed = latest_features(inst.bars.columns(), feature_params, field=f"instances[{i}].bars")
             values = np.array([computed[name] for name in features], dtype=np.float64)
         rows[i, :-1] = values
         rows[i, -1] = 1.0 if inst.side == "buy" else -1.0

@@ -20,6 +20,7 @@ from kryptobot.evaluation import confusion
 from kryptobot.features import FEATURE_NAMES, PIPELINE_VERSION, FeatureParams
 from kryptobot.models.meta import (
     EvaluationConfig,
+    ForestParams,
     LabelConfig,
     OnnxClassifier,
     check_feature_subset,
@@ -32,24 +33,6 @@ from kryptobot.models.meta import (
 from kryptobot.runtime import JobKind, ModelService, ModelVersion, TrainContext
 from kryptobot.schemas import ClassifierInstance, TrainConfigBase
 from kryptobot.models import selection
-
-
-class ForestParams(BaseModel):
-    """RandomForest hyper-parameters (scikit-learn names)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    n_estimators: int = Field(200, ge=1, le=2000)
-    max_depth: int | None = Field(6, ge=1, le=64)
-    min_samples_leaf: int = Field(20, ge=1)
-    max_features: Literal["sqrt", "log2"] | float = "sqrt"
-    class_weight: Literal["balanced", "balanced_subsample"] | None = None
-    random_state: int = 42
-
-    def build(self):
-        from sklearn.ensemble import RandomForestClassifier
-
-        return RandomForestClassifier(**self.model_dump(), n_jobs=-1)
 
 
 class SignalTrainConfig(TrainConfigBase):

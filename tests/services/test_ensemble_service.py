@@ -9,7 +9,7 @@ from kryptobot.models.examples import classifier_example
 from tests.live import wait_for_job
 
 SMALL = {
-    "data": {"symbols": ["SYNA", "SYNB"], "start": "2016-01-01", "end": "2022-12-31"},
+    "data": {"symbols": ["SYNA", "SYNB"], "start": "2017-01-01", "end": "2022-12-31"},
     "random_forest": {"n_estimators": 30},
     "gradient_boosting": {"n_estimators": 30},
     "ada_boost": {"n_estimators": 30},
@@ -48,6 +48,22 @@ def test_soft_ensemble_gives_probability_and_base_votes(client, versions):
         probs = [pred["base_models"][m]["probability"] for m in BASE_MODELS]
         assert pred["probability"] == pytest.approx((probs[0] + 2 * probs[1] + probs[2]) / 4, abs=1e-6)
         assert pred["take"] == (pred["probability"] >= pred["confidence_threshold"])
+        for m in BASE_MODELS:
+            assert pred["base_models"][m]["vote"] == int(pred["base_models"][m]["probability"] > 0.5)
+    # the features computed from bars, sent back as named features, score the same
+    from_bars = body["predictions"][0]
+    again = client.post("/predict", json={"instances": [{"side": "buy", "features": from_bars["features"]}]}).json()
+    assert again["predictions"][0]["probability"] == pytest.approx(from_bars["probability"], abs=1e-6)
+    for m in BASE_MODELS:
+        assert again["predictions"][0]["base_models"][m]["probability"] == pytest.approx(from_bars["base_models"][m]["probability"], abs=1e-6)
+
+
+def test_model_metadata_compares_every_model(client, versions):
+    model = client.get("/model").json()["models"][0]
+    assert model["version"] == versions["soft"]
+    metrics = model["metrics"]
+    assert set(metrics["base_models"]) == set(BASE_MODELS)
+    assert {"accuracy", "roc_auc", "brier", "baseline", "at_confidence_threshold"} <= set(metrics["ensemble"])
 
 
 def test_hard_ensemble_votes_and_refuses_probability(client, versions):
@@ -59,12 +75,20 @@ def test_hard_ensemble_votes_and_refuses_probability(client, versions):
         votes = [pred["base_models"][m]["vote"] for m in BASE_MODELS]
         assert pred["vote_share"] == pytest.approx((votes[0] + 2 * votes[1] + votes[2]) / 4)
         assert pred["vote"] == int(pred["vote_share"] > 0.5)
+        assert pred["take"] == (pred["vote_share"] >= pred["confidence_threshold"])
+        assert client.post("/predict", json={**classifier_example(), "options": {"want": "vote"}}).status_code == 200
         resp = client.post("/predict", json={**classifier_example(), "options": {"want": "probability"}})
         assert resp.status_code == 422
         assert resp.json()["field"] == "options.want"
-        assert "hard-voting" in resp.json()["detail"]
+        assert "hard-voting" in resp.json()["detail"] and versions["hard"] in resp.json()["detail"]
     finally:
         client.post(f"/models/{versions['soft']}/activate")
+
+
+def test_unknown_want_is_422(client, versions):
+    resp = client.post("/predict", json={**classifier_example(), "options": {"want": "everything"}})
+    assert resp.status_code == 422
+    assert resp.json()["field"] == "options.want"
 
 
 def test_reports(client, versions):
