@@ -12,37 +12,23 @@ from datetime import datetime
 from typing import Mapping
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from kryptobot.data import get_provider
-from kryptobot.data.base import check_symbol
 from kryptobot.errors import InvalidInput
 from kryptobot.models.anomaly_detector import AnomalyDetector
 from kryptobot.models.anomaly_training import AnomalyTrainConfig, train_detector
 from kryptobot.models.anomaly_windows import min_bars
 from kryptobot.runtime import ModelService, ModelVersion, TrainContext
-from kryptobot.schemas import Bars
+from kryptobot.schemas import BarsInstance
 
 __all__ = ["AnomalyService", "AnomalyTrainConfig", "AnomalyDetector"]
 
 EXAMPLE_BARS = 80
 
 
-class AnomalyInstance(BaseModel):
+class AnomalyInstance(BarsInstance):
     """Bars of one symbol, oldest first; at least ``window + 1`` of them."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    symbol: str | None = Field(None, description="optional, echoed back (e.g. SPY)")
-    bars: Bars
-
-    @field_validator("symbol")
-    @classmethod
-    def _symbol(cls, value: str | None) -> str | None:
-        try:
-            return None if value is None else check_symbol(value)
-        except InvalidInput as exc:  # pydantic reports ValueErrors as 422s naming the field
-            raise ValueError(exc.message) from None
 
 
 class AnomalyPredictOptions(BaseModel):
