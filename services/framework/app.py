@@ -8,6 +8,7 @@ No ``from __future__ import annotations`` here: the request models are built at 
 from the service's schemas, and FastAPI must see them as real objects.
 """
 import asyncio
+import inspect
 import json
 import logging
 from contextlib import asynccontextmanager
@@ -161,7 +162,7 @@ def create_model_app(service_cls: type[ModelService], service_path: str, setting
     app = FastAPI(
         title=f"KryptoBot {name} service",
         version="0.1.0",
-        description=service_cls.__doc__ or "",
+        description=inspect.cleandoc(service_cls.__doc__ or ""),
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
