@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 REDIS_HOST ?= 127.0.0.1
 REDIS_PORT ?= 6379
 
-.PHONY: run test venv redis bench browser clean
+.PHONY: run test venv redis bench browser clean train-ml train-anomaly train-ensemble train-forecast feature-selection start-ml-bot start-ensemble-bot start-forecast-bot
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,30 @@ test: $(STAMP) redis browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
 run: $(STAMP) redis
-	$(PY) -m services.stack
+	KRYPTOBOT_REDIS_URL=$${KRYPTOBOT_REDIS_URL:-redis://$(REDIS_HOST):$(REDIS_PORT)/0} $(PY) -m services.stack
 
 bench: $(STAMP) redis
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) models var results test-artifacts
+
+# The original scripts, as CLI calls to a running stack (`make run` in another terminal).
+# Options pass through ARGS, e.g. make train-ensemble ARGS="--voting hard --weights 1,2,1".
+CLI := $(PY) -m services.cli
+train-ml: $(STAMP)
+	$(CLI) train-signal $(ARGS)
+train-anomaly: $(STAMP)
+	$(CLI) train-anomaly $(ARGS)
+train-ensemble: $(STAMP)
+	$(CLI) train-ensemble $(ARGS)
+train-forecast: $(STAMP)
+	$(CLI) train-forecast $(ARGS)
+feature-selection: $(STAMP)
+	$(CLI) feature-selection $(ARGS)
+start-ml-bot: $(STAMP)
+	$(CLI) run-bot --ml --no-ensemble --no-forecast $(ARGS)
+start-ensemble-bot: $(STAMP)
+	$(CLI) run-bot --no-ml --ensemble --no-forecast $(ARGS)
+start-forecast-bot: $(STAMP)
+	$(CLI) run-bot --no-ml --no-ensemble --forecast $(ARGS)

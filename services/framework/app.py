@@ -258,7 +258,9 @@ def _add_job_status_routes(app: FastAPI) -> None:
 
     @app.delete("/train/{job_id}", tags=["training"], response_model=JobStatus, dependencies=[ApiKey], summary="Cancel a running job")
     async def cancel(job_id: JobId, state: State):
-        return job_status(await run_in_threadpool(state.runner.cancel, job_id))
+        # on the event loop, not a worker thread: a status read must not land between the
+        # kill and the record update (it would report the cancelled job as crashed)
+        return job_status(state.runner.cancel(job_id))
 
     @app.get("/jobs", tags=["training"], response_model=list[JobStatus], summary="All training jobs")
     async def jobs(state: State):
