@@ -23,6 +23,7 @@ TRAIN = {
 
 def main() -> None:
     from kryptobot.models.anomaly import AnomalyService
+    from kryptobot.models.anomaly_windows import min_bars
 
     example = AnomalyService.predict_example()
     one_window = {"instances": example["instances"], "options": {"last_only": True}}
@@ -38,7 +39,8 @@ def main() -> None:
                 time_calls(lambda: client.post("/predict", json=one_window).raise_for_status(), N, warmup=30),
                 10.0,
             )
-            report(f"HTTP /predict, 1 instance, all {len(example['instances'][0]['bars']['close']) - TRAIN['window']} windows",
+            n_windows = len(example["instances"][0]["bars"]["close"]) - min_bars(TRAIN["window"]) + 1
+            report(f"HTTP /predict, 1 instance, all {n_windows} windows",
                    time_calls(lambda: client.post("/predict", json=example).raise_for_status(), N // 3))
     finally:
         server.stop()

@@ -30,7 +30,20 @@ def performance(equity: pd.Series, trade_returns: list[float], exposure: float) 
         "sharpe": float(np.mean(daily) / std * np.sqrt(TRADING_DAYS)) if std > 0 else None,
         "max_drawdown": max_drawdown(values),
         "win_rate": len(wins) / len(trade_returns) if trade_returns else None,
+        # per trade, net of costs: whether a filter picks better trades, apart from trading less
+        "mean_trade_return": float(np.mean(trade_returns)) if trade_returns else None,
+        "mean_trade_return_ci95": _mean_ci95(trade_returns),
         "trades": len(trade_returns),
         "exposure": float(exposure),
         "final_equity": float(values[-1]) if len(values) else None,
     }
+
+
+def _mean_ci95(values: list[float]) -> list[float] | None:
+    """Normal-approximation 95% interval of a mean: whether a difference between modes is
+    more than the luck of a few trades."""
+    if len(values) < 2:
+        return None
+    x = np.asarray(values, dtype=float)
+    half = 1.96 * float(np.std(x, ddof=1)) / np.sqrt(len(x))
+    return [float(x.mean() - half), float(x.mean() + half)]

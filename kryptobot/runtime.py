@@ -131,3 +131,19 @@ class ModelService(ABC):
         model = self.version_class(meta["line"]).load(artifacts, meta)
         model.stored_metadata = meta
         return model
+
+
+def iso_day(ts) -> str:
+    return pd.Timestamp(ts).date().isoformat()
+
+
+def data_range_summary(source: str, per_symbol: dict[str, dict]) -> dict:
+    """A version's ``data_range``: every service's has ``start`` and ``end`` (the trader uses
+    a model only on bars after ``end``), plus what each symbol contributed."""
+    return {
+        "source": source,
+        "symbols": list(per_symbol),
+        "start": min(v["start"] for v in per_symbol.values()),
+        "end": max(v["end"] for v in per_symbol.values()),
+        "per_symbol": per_symbol,
+    }

@@ -2,13 +2,14 @@
 
 Every command is a thin HTTP call (the logic lives in the services): training commands
 start a job and follow it with a progress bar; ``run-bot`` asks the trader for cycles.
-URLs come from ``KRYPTOBOT_*_URL`` and the API key from ``KRYPTOBOT_API_KEY``.
+URLs come from ``KRYPTOBOT_*_URL``; the API key from ``--api-key`` or ``KRYPTOBOT_API_KEY``.
+An option left out is not sent, so the service's own default (or settings file) applies.
 """
 from __future__ import annotations
 
-import json
 import time
-from typing import Annotated, Optional
+from enum import Enum
+from typing import Annotated
 
 import httpx
 import typer
@@ -20,12 +21,31 @@ from kryptobot.settings import Settings
 app = typer.Typer(help="KryptoBot ML: train the models and run the bot through the services' HTTP APIs.", no_args_is_help=True)
 console = Console()
 SERVICES = ("signal", "ensemble", "anomaly", "forecast")
+ENDED = ("succeeded", "failed", "cancelled")
+# set by the callback at the start of every invocation (one invocation per process,
+# or per CliRunner.invoke), so no command has to thread the key through
+_options: dict = {"api_key": None}
 
-Symbols = Annotated[Optional[str], typer.Option(help="space- or comma-separated symbols (default: the service's)")]
-Start = Annotated[Optional[str], typer.Option(help="first day of training data, YYYY-MM-DD")]
-End = Annotated[Optional[str], typer.Option(help="last day of training data, YYYY-MM-DD")]
-Source = Annotated[str, typer.Option(help="synthetic, csv or sample")]
+Symbols = Annotated[str | None, typer.Option(help="space- or comma-separated symbols (default: the service's)")]
+Start = Annotated[str | None, typer.Option(help="first day of training data, YYYY-MM-DD")]
+End = Annotated[str | None, typer.Option(help="last day of training data, YYYY-MM-DD")]
+Source = Annotated[str | None, typer.Option(help="synthetic, csv or sample (default: the service's)")]
 Wait = Annotated[bool, typer.Option(help="follow the job until it ends")]
+
+
+class Voting(str, Enum):
+    soft = "soft"
+    hard = "hard"
+
+
+@app.callback()
+def main(api_key: Annotated[str | None, typer.Option(envvar="KRYPTOBOT_API_KEY", help="sent as X-API-Key")] = None) -> None:
+    _options["api_key"] = api_key
+
+
+def _say(text: str, style: str | None = None) -> None:
+    """Print service text as it is: a detail like "[weights] ..." is not a rich markup tag."""
+    console.print(text, style=style, markup=False, highlight=False)
 
 
 def _url(service: str) -> str:
@@ -33,35 +53,46 @@ def _url(service: str) -> str:
 
 
 def _headers() -> dict:
-    key = Settings().api_key
+    key = _options["api_key"]
     return {"X-API-Key": key} if key else {}
 
 
 def _call(method: str, url: str, body: dict | None = None) -> dict | list:
+    """One request; a connection failure or an error answer ends the command with exit code 1."""
     try:
         resp = httpx.request(method, url, json=body, headers=_headers(), timeout=600)
     except httpx.HTTPError as exc:
-        console.print(f"[red]cannot reach {url}: {exc}[/red]")
+        _say(f"cannot reach {url}: {exc}", "red")
         raise typer.Exit(1) from exc
     if resp.status_code >= 400:
         try:
             detail = resp.json().get("detail", resp.text)
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON: a proxy's error page, say
             detail = resp.text
-        console.print(f"[red]{resp.status_code} from {url}: {detail}[/red]")
+        _say(f"{resp.status_code} from {url}: {detail}", "red")
         raise typer.Exit(1)
     return resp.json()
 
 
-def _data(symbols: str | None, start: str | None, end: str | None, source: str) -> dict:
-    data: dict = {"source": source}
-    if symbols:
-        data["symbols"] = [s for s in symbols.replace(",", " ").split() if s]
-    if start:
-        data["start"] = start
-    if end:
-        data["end"] = end
-    return data
+def _symbols(symbols: str) -> list[str]:
+    return [s for s in symbols.replace(",", " ").split() if s]
+
+
+def _given(**options) -> dict:
+    """The options the user gave: the rest is left to the service's defaults."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _data(symbols: str | None, start: str | None, end: str | None, source: str | None) -> dict:
+    return _given(source=source, symbols=_symbols(symbols) if symbols else None, start=start, end=end)
+
+
+def _chosen(flags: dict[str, bool | None]) -> list[str] | None:
+    """``--x`` picks x, ``--no-x`` drops x from the rest; no flag at all: None (the service decides)."""
+    if all(on is None for on in flags.values()):
+        return None
+    picked = any(flags.values())
+    return [name for name, on in flags.items() if on or (on is None and not picked)]
 
 
 def _run_job(service: str, path: str, body: dict, wait: bool) -> None:
@@ -71,101 +102,130 @@ def _run_job(service: str, path: str, body: dict, wait: bool) -> None:
     if not wait:
         return
     columns = (TextColumn("[bold]{task.fields[service]}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-               TextColumn("{task.fields[message]}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("train", total=1.0, service=service, message="queued")
-        while job["state"] not in ("succeeded", "failed", "cancelled"):
-            time.sleep(0.5)
-            job = _call("GET", f"{base}/train/{job['id']}")
-            progress.update(task, completed=job["progress"], message=job.get("message") or "")
+               TextColumn("{task.fields[message]}", markup=False), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task("train", total=1.0, service=service, message="queued")
+            while job["state"] not in ENDED:
+                time.sleep(0.5)
+                job = _call("GET", f"{base}/train/{job['id']}")
+                # the message carries the epoch and loss of a neural model (see neural.progress_callback)
+                progress.update(task, completed=job["progress"], message=job.get("message") or job["state"])
+    except KeyboardInterrupt:
+        # the job belongs to the service: leaving the bar does not stop it
+        _say(f"{service}: job {job['id']} goes on; GET {base}/train/{job['id']} to follow, DELETE to cancel", "yellow")
+        raise typer.Exit(130) from None
     if job["state"] != "succeeded":
-        console.print(f"[red]{service}: job {job['state']}: {job.get('error')}[/red]")
+        _say(f"{service}: job {job['state']}: {job.get('error')}", "red")
         raise typer.Exit(1)
-    console.print(f"[green]{service}: new version(s) {', '.join(job['versions'])}[/green]")
+    _say(f"{service}: new version(s) {', '.join(job['versions'])}", "green")
 
 
 @app.command("train-signal")
-def train_signal(symbols: Symbols = None, start: Start = None, end: End = None, source: Source = "synthetic",
-                 n_estimators: int = 200, max_depth: int = 6, wait: Wait = True) -> None:
+def train_signal(symbols: Symbols = None, start: Start = None, end: End = None, source: Source = None,
+                 n_estimators: Annotated[int | None, typer.Option(help="trees (default: the service's)")] = None,
+                 max_depth: Annotated[int | None, typer.Option(help="tree depth (default: the service's)")] = None,
+                 wait: Wait = True) -> None:
     """Train the RandomForest signal model (train_ml_model.py)."""
-    body = {"data": _data(symbols, start, end, source), "model": {"n_estimators": n_estimators, "max_depth": max_depth}}
+    body = _given(data=_data(symbols, start, end, source), model=_given(n_estimators=n_estimators, max_depth=max_depth))
     _run_job("signal", "/train", body, wait)
 
 
 @app.command("train-anomaly")
-def train_anomaly(symbols: Symbols = None, start: Start = None, end: End = None, source: Source = "synthetic",
-                  epochs: int = 20, batch_size: int = 64, wait: Wait = True) -> None:
+def train_anomaly(symbols: Symbols = None, start: Start = None, end: End = None, source: Source = None,
+                  epochs: Annotated[int | None, typer.Option(help="maximum epochs (default: the service's)")] = None,
+                  batch_size: Annotated[int | None, typer.Option(help="default: the service's")] = None,
+                  wait: Wait = True) -> None:
     """Train the LSTM autoencoder (train_anomaly_detector.py --symbols --epochs --batch-size)."""
-    body = {"data": _data(symbols, start, end, source), "epochs": epochs, "batch_size": batch_size}
+    body = _given(data=_data(symbols, start, end, source), epochs=epochs, batch_size=batch_size)
     _run_job("anomaly", "/train", body, wait)
 
 
 @app.command("train-ensemble")
-def train_ensemble(voting: Annotated[str, typer.Option(help="soft or hard")] = "soft",
-                   weights: Annotated[str, typer.Option(help="comma-separated, e.g. 1,2,1")] = "1,1,1",
-                   symbols: Symbols = None, start: Start = None, end: End = None, source: Source = "synthetic", wait: Wait = True) -> None:
+def train_ensemble(voting: Annotated[Voting | None, typer.Option(help="default: the service's")] = None,
+                   weights: Annotated[str | None, typer.Option(help="one per base model, comma-separated, e.g. 1,2,1")] = None,
+                   symbols: Symbols = None, start: Start = None, end: End = None, source: Source = None,
+                   wait: Wait = True) -> None:
     """Train the voting ensemble (ensemble_learning.py / start_ensemble_bot.sh --voting --weights)."""
-    try:
-        parsed = [float(w) for w in weights.split(",")]
-    except ValueError as exc:
-        console.print(f"[red]--weights must be numbers separated by commas, got {weights!r}[/red]")
-        raise typer.Exit(1) from exc
-    body = {"data": _data(symbols, start, end, source), "voting": voting, "weights": parsed}
+    parsed = None
+    if weights is not None:
+        try:
+            parsed = [float(w) for w in weights.split(",")]
+        except ValueError as exc:
+            _say(f"--weights must be numbers separated by commas, got {weights!r}", "red")
+            raise typer.Exit(1) from exc
+    body = _given(data=_data(symbols, start, end, source), voting=voting and voting.value, weights=parsed)
     _run_job("ensemble", "/train", body, wait)
 
 
 @app.command("train-forecast")
-def train_forecast(lstm: Annotated[bool, typer.Option("--lstm/--no-lstm")] = True, gru: Annotated[bool, typer.Option("--gru/--no-gru")] = True,
-                   symbols: Symbols = None, start: Start = None, end: End = None, source: Source = "synthetic",
-                   epochs: int = 30, wait: Wait = True) -> None:
+def train_forecast(lstm: Annotated[bool | None, typer.Option("--lstm/--no-lstm")] = None,
+                   gru: Annotated[bool | None, typer.Option("--gru/--no-gru", help="neither: the settings' model_types")] = None,
+                   symbols: Symbols = None, start: Start = None, end: End = None, source: Source = None,
+                   epochs: Annotated[int | None, typer.Option(help="maximum epochs (default: the service's)")] = None,
+                   wait: Wait = True) -> None:
     """Train the LSTM and/or GRU forecasters (time_series_forecasting.py / start_forecast_bot.sh --train-lstm --train-gru)."""
-    types = [t for t, on in (("lstm", lstm), ("gru", gru)) if on]
-    if not types:
-        console.print("[red]nothing to train: give --lstm and/or --gru[/red]")
+    types = _chosen({"lstm": lstm, "gru": gru})
+    if types == []:
+        _say("nothing to train: --no-lstm and --no-gru leave no model", "red")
         raise typer.Exit(1)
-    _run_job("forecast", "/train", {"data": _data(symbols, start, end, source), "model_types": types, "epochs": epochs}, wait)
+    _run_job("forecast", "/train", _given(data=_data(symbols, start, end, source), model_types=types, epochs=epochs), wait)
 
 
 @app.command("feature-selection")
-def feature_selection(symbols: Symbols = None, start: Start = None, end: End = None, source: Source = "synthetic",
-                      rfecv: bool = True, wait: Wait = True) -> None:
+def feature_selection(symbols: Symbols = None, start: Start = None, end: End = None, source: Source = None,
+                      rfecv: Annotated[bool | None, typer.Option("--rfecv/--no-rfecv", help="also run RFECV (default: the service's)")] = None,
+                      wait: Wait = True) -> None:
     """Compare feature sets of the active signal model; the best becomes a new version (run_feature_selection.sh)."""
-    _run_job("signal", "/feature-selection", {"data": _data(symbols, start, end, source), "rfecv": rfecv}, wait)
+    _run_job("signal", "/feature-selection", _given(data=_data(symbols, start, end, source), rfecv=rfecv), wait)
+
+
+def _ready(url: str) -> tuple[int, dict] | None:
+    """``GET /health/ready``: (status code, body), or None when nothing sensible answers."""
+    try:
+        resp = httpx.get(f"{url}/health/ready", timeout=5)
+        return resp.status_code, resp.json()
+    except (httpx.HTTPError, ValueError):
+        return None
 
 
 @app.command("status")
 def status() -> None:
     """Health and active model versions of every service."""
     for service in SERVICES:
-        try:
-            resp = httpx.get(f"{_url(service)}/health/ready", timeout=5)
-            body = resp.json()
-            state = ", ".join(f"{k}={v}" for k, v in (body.get("model_versions") or {}).items()) or body.get("detail", "")
-            console.print(f"{service:<9} {'ready' if resp.status_code == 200 else 'not ready':<10} {state}")
-        except httpx.HTTPError:
-            console.print(f"{service:<9} down")
-    try:
-        ready = httpx.get(f"{Settings().trader_url}/health/ready", timeout=5).json()
-        console.print(f"{'trader':<9} ready      redis={ready['redis']} circuits={ready['services']}")
-    except httpx.HTTPError:
-        console.print(f"{'trader':<9} down")
+        answer = _ready(_url(service))
+        if answer is None:
+            _say(f"{service:<9} down")
+            continue
+        code, body = answer
+        versions = ", ".join(f"{line}={v}" for line, v in (body.get("model_versions") or {}).items())
+        _say(f"{service:<9} {'ready' if code == 200 else 'not ready':<10} {versions or body.get('detail', '')}")
+    answer = _ready(Settings().trader_url)
+    if answer is None:
+        _say(f"{'trader':<9} down")
+    else:
+        code, body = answer
+        _say(f"{'trader':<9} {'ready' if code == 200 else 'not ready':<10} redis={body.get('redis')} circuits={body.get('services')}")
 
 
 @app.command("run-bot")
-def run_bot(ml: Annotated[bool, typer.Option("--ml/--no-ml", help="signal model + anomaly detector")] = True,
-            ensemble: Annotated[bool, typer.Option("--ensemble/--no-ensemble")] = True,
-            forecast: Annotated[bool, typer.Option("--forecast/--no-forecast")] = True,
+def run_bot(ml: Annotated[bool | None, typer.Option("--ml/--no-ml", help="signal model + anomaly detector")] = None,
+            ensemble: Annotated[bool | None, typer.Option("--ensemble/--no-ensemble")] = None,
+            forecast: Annotated[bool | None, typer.Option("--forecast/--no-forecast", help="no layer flag: the trader's settings")] = None,
             every: Annotated[float, typer.Option(help="minutes between cycles (0 = one cycle)")] = 0,
-            as_of: Annotated[Optional[str], typer.Option(help="decide on bars up to this day")] = None) -> None:
+            as_of: Annotated[str | None, typer.Option(help="decide on bars up to this day")] = None,
+            symbols: Annotated[str | None, typer.Option(help="space- or comma-separated (default: the trader's watchlist)")] = None) -> None:
     """Run trader cycles with the chosen ML layers (start_ml_bot.sh / start_ensemble_bot.sh / start_forecast_bot.sh)."""
-    layers = [name for name, on in (("signal", ml), ("anomaly", ml), ("ensemble", ensemble), ("forecast", forecast)) if on]
+    chosen = _chosen({"ml": ml, "ensemble": ensemble, "forecast": forecast})
+    layers = None if chosen is None else [layer for c in chosen for layer in (("signal", "anomaly") if c == "ml" else (c,))]
+    body = _given(layers=layers, as_of=as_of, symbols=_symbols(symbols) if symbols else None)
     while True:
-        body: dict = {"layers": layers}
-        if as_of:
-            body["as_of"] = as_of
         result = _call("POST", f"{Settings().trader_url}/cycle", body)
+        used = result["decisions"][0]["layers"] if result["decisions"] else []
+        _say(f"cycle {result['cycle_id']}: layers {', '.join(used) or 'none (technical only)'}, {len(result['orders'])} order(s)")
         for d in result["decisions"]:
-            console.print(f"{d['symbol']:<6} {d['action']:<5} {', '.join(d['rules'])}{' [degraded]' if d['degraded'] else ''}")
+            degraded = f"  [degraded: {', '.join(d.get('unavailable') or [])} unavailable]" if d["degraded"] else ""
+            _say(f"{d['symbol']:<6} {d['action']:<5} {', '.join(d['rules'])}{degraded}")
         if every <= 0:
             return
         time.sleep(every * 60)

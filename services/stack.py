@@ -15,6 +15,9 @@ Environment (all optional):
   forecast +4 (default 8000); ``KRYPTOBOT_STACK_<NAME>_PORT`` sets one service's port.
 * ``KRYPTOBOT_STACK_QUICK=1``: tiny first-start training (seconds; for tests).
 * ``KRYPTOBOT_STACK_PARALLEL``: first-start training jobs at a time (default 2).
+* ``KRYPTOBOT_LOG_FORMAT``: the children's log format; by default plain text when this
+  process writes to a terminal and JSON lines otherwise (uvicorn's own lines included), so
+  ``python -m services.stack | collector`` gets ``[name] {json}`` lines.
 
 Each child runs in its own process group, so a Ctrl-C reaches only this process, which
 then stops the children in order: training jobs cancelled, SIGTERM, SIGKILL after a grace
@@ -22,6 +25,7 @@ period.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -35,7 +39,12 @@ from pathlib import Path
 
 import httpx
 
-from services.bootstrap import MODEL_SERVICES, POLL_REQUEST_ID, BootstrapError, ensure_models
+from services.bootstrap import (
+    MODEL_SERVICES,
+    POLL_REQUEST_ID,
+    BootstrapError,
+    ensure_models,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -94,13 +103,16 @@ class StackConfig:
     def url(self, name: str) -> str:
         return f"http://{HOST}:{self.ports[name]}"
 
-    def child_env(self, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    def child_env(self, environ: Mapping[str, str] = os.environ, terminal: bool = False) -> dict[str, str]:
         """The children's environment: the caller's, plus where state lives and where the services are."""
         env = dict(environ)
         env.setdefault("KRYPTOBOT_MODELS_DIR", str(self.var_dir / "models"))
         env.setdefault("KRYPTOBOT_LEDGER_PATH", str(self.var_dir / "trader" / "ledger.sqlite"))
         env.setdefault("KRYPTOBOT_REPORTS_DIR", str(self.var_dir / "trader" / "reports"))
-        env.setdefault("KRYPTOBOT_LOG_FORMAT", "text")  # the children write to a pipe, read by a person
+        # The children always write to our pipe, so their own "auto" would always pick JSON;
+        # what counts is where *our* output goes: a person's terminal, or a log collector.
+        if env.get("KRYPTOBOT_LOG_FORMAT", "auto") == "auto":
+            env["KRYPTOBOT_LOG_FORMAT"] = "text" if terminal else "json"
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env["PYTHONUNBUFFERED"] = "1"  # lines reach the terminal as they are printed
         for name in MODEL_SERVICES:  # the topology is the stack's: the trader must call these
@@ -131,16 +143,19 @@ class Child:
     port: int
     proc: subprocess.Popen | None = None
     reader: threading.Thread | None = field(default=None, repr=False)
+    json_lines: bool = False
 
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def start(self, env: dict[str, str], out: Output) -> None:
+    def start(self, env: dict[str, str], out: Output, log_config: Path | None = None) -> None:
+        self.json_lines = env.get("KRYPTOBOT_LOG_FORMAT") == "json"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", f"services.{self.name}.app:create_app", "--factory",
              "--host", HOST, "--port", str(self.port),
-             "--no-access-log"],  # the services log their own requests (with request ids)
+             "--no-access-log",  # the services log their own requests (with request ids)
+             *(["--log-config", str(log_config)] if log_config else [])],
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: Ctrl-C is ours to handle, in order
         )
@@ -148,10 +163,11 @@ class Child:
         self.reader.start()
 
     def _pump(self, out: Output) -> None:
-        hidden = f"[{POLL_REQUEST_ID}]".encode()  # the bootstrap's own status polls
+        hidden = POLL_REQUEST_ID.encode()  # the bootstrap's own status polls (text or JSON lines)
         for raw in self.proc.stdout:
             if hidden not in raw:
-                out.line(self.name, raw.decode(errors="replace"))
+                text = raw.decode(errors="replace").rstrip()
+                out.line(self.name, as_json_line(text) if self.json_lines else text)
 
     @property
     def running(self) -> bool:
@@ -173,6 +189,40 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def as_json_line(text: str) -> str:
+    """``text`` if it is already a JSON log record, else that text wrapped in one.
+
+    Native libraries (TensorFlow's C++ runtime, absl) write to the process's stderr
+    directly, past Python's logging: a log collector must still get one record a line.
+    """
+    if text.startswith("{"):
+        try:
+            json.loads(text)
+            return text
+        except ValueError:
+            pass
+    # a level of its own would be a guess from free text: what bypasses logging is flagged for a look
+    return json.dumps({"ts": time.strftime("%Y-%m-%dT%H:%M:%S"), "level": "WARNING", "logger": "stderr", "msg": text})
+
+
+def uvicorn_json_logging(path: Path) -> Path:
+    """A ``--log-config`` file that makes uvicorn's own lines (start, stop, errors) JSON too.
+
+    The services switch the root logger to JSON at start-up, but uvicorn's loggers have
+    their own handler and are configured before the app exists.
+    """
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "services.framework.observability.JsonFormatter"}},
+        "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "loggers": {"uvicorn": {"handlers": ["json"], "level": "INFO", "propagate": False}},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2))
+    return path
 
 
 def service_names() -> list[str]:
@@ -199,13 +249,19 @@ class Stack:
                 f"port(s) in use: {', '.join(busy)}; stop what holds them or set KRYPTOBOT_STACK_PORT_BASE "
                 "(or KRYPTOBOT_STACK_<NAME>_PORT)"
             )
-        env = self.config.child_env(self.environ)
+        env = self.config.child_env(self.environ, terminal=self.out.stream.isatty())
         for key in ("KRYPTOBOT_MODELS_DIR", "KRYPTOBOT_REPORTS_DIR"):
             Path(env[key]).mkdir(parents=True, exist_ok=True)
         Path(env["KRYPTOBOT_LEDGER_PATH"]).parent.mkdir(parents=True, exist_ok=True)
-        self.out.stack(f"state in {self.config.var_dir}; models in {env['KRYPTOBOT_MODELS_DIR']}")
+        log_config = None
+        if env["KRYPTOBOT_LOG_FORMAT"] == "json":
+            log_config = uvicorn_json_logging(self.config.var_dir / "run" / "uvicorn-logging.json")
+        self.out.stack(
+            f"state in {self.config.var_dir}; models in {env['KRYPTOBOT_MODELS_DIR']}; "
+            f"{env['KRYPTOBOT_LOG_FORMAT']} logs"
+        )
         for child in self.children.values():
-            child.start(env, self.out)
+            child.start(env, self.out, log_config)
             self.out.stack(f"{child.name}: pid {child.proc.pid}, port {child.port}")
 
     def wait_live(self) -> None:

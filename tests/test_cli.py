@@ -5,16 +5,20 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
+from tests.live import free_port
 
 runner = CliRunner()
+KEY = "cli-test-key"  # the ensemble service asks for it on its mutating endpoints
 
 
 @pytest.fixture(scope="module")
 def urls(start_server, monkeypatch_module):
     signal = start_server("services.signal.app:create_app")
-    ensemble = start_server("services.ensemble.app:create_app")
+    ensemble = start_server("services.ensemble.app:create_app", env={"KRYPTOBOT_API_KEY": KEY})
     monkeypatch_module.setenv("KRYPTOBOT_SIGNAL_URL", signal.url)
     monkeypatch_module.setenv("KRYPTOBOT_ENSEMBLE_URL", ensemble.url)
+    for name in ("anomaly", "forecast", "trader"):  # not started (the trader is, by its own fixture)
+        monkeypatch_module.setenv(f"KRYPTOBOT_{name.upper()}_URL", f"http://127.0.0.1:{free_port()}")
     return signal, ensemble
 
 
@@ -39,14 +43,61 @@ def test_train_signal_then_feature_selection_then_status(urls):
 
 
 def test_train_hard_ensemble_with_weights(urls):
-    result = runner.invoke(app, ["train-ensemble", "--voting", "hard", "--weights", "1,2,1", *SMALL])
+    result = runner.invoke(app, ["--api-key", KEY, "train-ensemble", "--voting", "hard", "--weights", "1,2,1", *SMALL])
     assert result.exit_code == 0, result.output
     assert "ensemble-v1" in result.output
+    result = runner.invoke(app, ["status"])
+    assert "ensemble-v1" in result.output
+    ensemble = next(line for line in result.output.splitlines() if line.startswith("ensemble"))
+    assert "ready" in ensemble.split() and "ensemble=ensemble-v1" in ensemble
+    # nothing was started for these: they are shown down, not a crash
+    assert any(line.split()[:2] == ["anomaly", "down"] for line in result.output.splitlines())
+
+
+@pytest.fixture(scope="module")
+def trader(urls, start_server, redis_url, tmp_path_factory, monkeypatch_module):
+    """A real trader asking the two trained services; anomaly and forecast are down."""
+    signal, ensemble = urls
+    state = tmp_path_factory.mktemp("cli-trader")
+    server = start_server("services.trader.app:create_app", env={
+        "KRYPTOBOT_SIGNAL_URL": signal.url,
+        "KRYPTOBOT_ENSEMBLE_URL": ensemble.url,
+        "KRYPTOBOT_ANOMALY_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "KRYPTOBOT_FORECAST_URL": f"http://127.0.0.1:{free_port()}",
+        "KRYPTOBOT_REDIS_URL": redis_url,
+        "KRYPTOBOT_LEDGER_PATH": str(state / "ledger.sqlite"),
+        "KRYPTOBOT_REPORTS_DIR": str(state / "reports"),
+        "KRYPTOBOT_CACHE_PREFIX": "test-cli:forecast",
+    })
+    monkeypatch_module.setenv("KRYPTOBOT_TRADER_URL", server.url)
+    return server
+
+
+def test_run_bot_runs_a_trader_cycle_with_the_chosen_layers(trader):
+    result = runner.invoke(app, ["run-bot", "--no-ml", "--ensemble", "--no-forecast", "--symbols", "SPY,QQQ"])
+    assert result.exit_code == 0, result.output
+    header, *lines = [line.split() for line in result.output.splitlines() if line.strip()]
+    assert header[0] == "cycle" and "layers ensemble," in " ".join(header)
+    assert [words[0] for words in lines] == ["SPY", "QQQ"]
+    assert all(words[1] in ("buy", "sell", "hold", "skip") for words in lines)
+    assert "degraded" not in result.output, "only the ensemble was asked, and it answers"
+    # --x alone picks x: the forecast layer is on, and its missing service shows
+    result = runner.invoke(app, ["run-bot", "--forecast", "--symbols", "SPY"])
+    assert result.exit_code == 0, result.output
+    assert "layers forecast," in result.output and "[degraded: forecast unavailable]" in result.output
+    # --no-x drops x from the rest; --ml means the signal model and the anomaly detector
+    result = runner.invoke(app, ["run-bot", "--no-ensemble", "--no-forecast", "--symbols", "SPY"])
+    assert result.exit_code == 0, result.output
+    assert "layers signal, anomaly," in result.output
 
 
 def test_service_errors_are_printed_with_their_detail(urls):
-    result = runner.invoke(app, ["train-ensemble", "--weights", "1,2", *SMALL])
+    # the key also comes from the environment, as in a deployment
+    result = runner.invoke(app, ["train-ensemble", "--weights", "1,2", *SMALL], env={"KRYPTOBOT_API_KEY": KEY})
     assert result.exit_code == 1
     assert "422" in result.output and "weights" in result.output
+    result = runner.invoke(app, ["train-ensemble", *SMALL], env={"KRYPTOBOT_API_KEY": None})
+    assert result.exit_code == 1
+    assert "401" in result.output and "API key" in result.output
     result = runner.invoke(app, ["train-ensemble", "--weights", "a,b,c"])
     assert result.exit_code == 1 and "--weights" in result.output

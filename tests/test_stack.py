@@ -1,11 +1,13 @@
 """``python -m services.stack`` (what ``make run`` starts), run for real in quick mode.
 
 One stack on free ports with a temporary state directory: every service becomes ready,
-each model service answers its own Swagger example, the output is tagged per process,
-a second bootstrap leaves trained services alone, and SIGINT stops every child.
+each model service answers its own Swagger example, the output is tagged per process (and
+is JSON lines from the services, as it goes to a pipe, not a terminal), a second bootstrap
+leaves trained services alone, and SIGINT stops every child.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -161,6 +163,25 @@ def test_output_lines_are_tagged_with_their_process(stack):
     assert {url + "/docs" for url in stack.urls.values()} <= {w for line in docs for w in line.split()}
 
 
+def test_service_logs_are_json_lines_when_not_on_a_terminal(stack):
+    """The stack writes to a pipe here, so every line a service prints is ``[name] {json}``."""
+    by_service: dict[str, list[dict]] = {name: [] for name in NAMES}
+    for line in stack.lines:
+        match = re.match(rf"^\[({'|'.join(NAMES)})\]\s+(.*)$", line)
+        if match:
+            try:
+                by_service[match.group(1)].append(json.loads(match.group(2)))
+            except json.JSONDecodeError:
+                pytest.fail(f"not a JSON line: {line}")
+    for name, records in by_service.items():
+        assert records, f"no log lines from {name}"
+        assert all({"ts", "level", "logger", "msg"} <= set(r) for r in records), name
+    access = [r for name in NAMES if name != "trader" for r in by_service[name] if r["logger"] == "kryptobot.access"]
+    assert access and all(r["request_id"] and r["status"] for r in access), "access lines carry request ids"
+    assert any(r["path"] == "/train" and r["status"] == 202 for r in access), "the bootstrap's POST /train is logged"
+    assert not any(r.get("request_id") == "bootstrap-poll" for r in access), "the bootstrap's status polls are hidden"
+
+
 def test_bootstrap_leaves_trained_services_alone(stack):
     urls = {n: u for n, u in stack.urls.items() if n != "trader"}
     before = {n: len(httpx.get(f"{u}/models", timeout=10).json()["models"]) for n, u in urls.items()}
@@ -212,3 +233,13 @@ def test_a_bad_setting_stops_the_stack_before_anything_starts():
     )
     assert result.returncode == 2
     assert "KRYPTOBOT_STACK_PORT_BASE='eighty' is not an integer" in result.stdout
+
+
+def test_native_stderr_lines_become_json_records_and_json_lines_pass_as_they_are():
+    from services.stack import as_json_line
+
+    record = json.loads(as_json_line("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"))
+    assert record["logger"] == "stderr" and record["msg"].startswith("WARNING: All log") and {"ts", "level"} <= set(record)
+    line = json.dumps({"ts": "t", "level": "INFO", "logger": "kryptobot.access", "msg": "GET /predict"})
+    assert as_json_line(line) == line
+    assert json.loads(as_json_line("{not json"))["msg"] == "{not json"

@@ -5,11 +5,13 @@ browser download. Screenshots land in test-artifacts/.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.services.trader.stack import start_model_services, trader_env
+from services.bootstrap import MODEL_SERVICES, ensure_models
+from tests.services.trader.stack import trader_env
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -23,7 +25,12 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def services(start_server, redis_url, tmp_path_factory):
-    models = start_model_services(start_server)
+    # started side by side (each start is mostly imports), then trained before anything is
+    # pressed, with the first-start bootstrap's tiny bodies
+    with ThreadPoolExecutor(len(MODEL_SERVICES)) as pool:
+        started = pool.map(lambda name: start_server(f"services.{name}.app:create_app"), MODEL_SERVICES)
+        models = dict(zip(MODEL_SERVICES, started))
+    ensure_models({name: server.url for name, server in models.items()}, quick=True, poll=0.3, log=lambda _: None)
     env = trader_env(models, redis_url, tmp_path_factory.mktemp("trader-ui"), "test-ui:forecast")
     return {**models, "trader": start_server("services.trader.app:create_app", env=env)}
 
@@ -51,8 +58,13 @@ def browser():
 def test_try_it_out_and_execute_the_example(services, browser, service, method, path):
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1280, "height": 1600})
+    base = services[service].url
+    elsewhere = []  # a CDN asset would hang or fail here: Swagger UI must come from the service
+    page.on("request", lambda request: request.url.startswith(base) or elsewhere.append(request.url))
     try:
-        page.goto(f"{services[service].url}/docs", wait_until="networkidle")
+        page.goto(f"{base}/docs")
+        # rendered only once the bundle has run and fetched openapi.json: waits, never sleeps
+        page.locator(".swagger-ui .info .title").first.wait_for(timeout=30_000)
         operation = page.locator(f".opblock-{method}").filter(has=page.locator(f'[data-path="{path}"]')).first
         operation.locator(".opblock-summary").click()
         operation.get_by_role("button", name="Try it out").click()
@@ -62,5 +74,6 @@ def test_try_it_out_and_execute_the_example(services, browser, service, method, 
         status.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / f"swagger-{service}.png"), full_page=False)
         assert status.inner_text().strip().startswith("200"), operation.locator(".live-responses-table").inner_text()
+        assert not elsewhere, f"requests left the service: {elsewhere}"
     finally:
         page.close()

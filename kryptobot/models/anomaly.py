@@ -18,17 +18,17 @@ from kryptobot.data import get_provider
 from kryptobot.errors import InvalidInput
 from kryptobot.models.anomaly_detector import AnomalyDetector
 from kryptobot.models.anomaly_training import AnomalyTrainConfig, train_detector
-from kryptobot.models.anomaly_windows import min_bars
+from kryptobot.models.anomaly_windows import LOOKBACK, min_bars
 from kryptobot.runtime import ModelService, ModelVersion, TrainContext
 from kryptobot.schemas import BarsInstance
 
 __all__ = ["AnomalyService", "AnomalyTrainConfig", "AnomalyDetector"]
 
-EXAMPLE_BARS = 80
+EXAMPLE_BARS = 100
 
 
 class AnomalyInstance(BarsInstance):
-    """Bars of one symbol, oldest first; at least ``window + 1`` of them."""
+    """Bars of one symbol, oldest first: at least ``window + 21`` of them (41 for the default window)."""
 
 
 class AnomalyPredictOptions(BaseModel):
@@ -87,8 +87,8 @@ class AnomalyService(ModelService):
             frame = inst.bars.to_frame(field)
             if len(frame) < min_bars(detector.window):
                 raise InvalidInput(
-                    f"{len(frame)} bars are too few: one window of {detector.window} needs "
-                    f"{min_bars(detector.window)} (the first bar is the reference of the first return)",
+                    f"{len(frame)} bars are too few: one window of {detector.window} bars needs {min_bars(detector.window)} "
+                    f"(the window, {LOOKBACK} before it that set its scales, and one reference close)",
                     field=field,
                 )
             prepared.append(detector.prepare(frame, last_only))

@@ -14,15 +14,16 @@ import numpy as np
 import pandas as pd
 
 from kryptobot import plots
+from kryptobot.errors import IntegrityError
 from kryptobot.models import neural
 from kryptobot.models.anomaly_windows import (
     FEATURES,
     PIPELINE_VERSION,
-    FeatureScaler,
     bar_features,
+    min_bars,
     window_errors,
-    windows,
 )
+from kryptobot.models.sequences import FeatureScaler, windows
 from kryptobot.runtime import ModelVersion
 
 MODEL_FILE = "autoencoder.keras"
@@ -91,9 +92,9 @@ class AnomalyDetector(ModelVersion):
         return window_errors(batch, self._compiled(batch), self.score_bars)
 
     def prepare(self, bars: pd.DataFrame, last_only: bool = False) -> tuple[np.ndarray, pd.Series]:
-        """Scaled windows of validated ``bars`` and their end timestamps (needs ``window + 1`` bars)."""
+        """Scaled windows of validated ``bars`` and their end timestamps (needs ``min_bars(window)`` bars)."""
         if last_only:
-            bars = bars.iloc[-(self.window + 1):]
+            bars = bars.iloc[-min_bars(self.window):]
         X, ts = bar_features(bars)
         return windows(self.scaler.transform(X), self.window), ts.iloc[self.window - 1:].reset_index(drop=True)
 
@@ -117,9 +118,11 @@ class AnomalyDetector(ModelVersion):
 
     def _write_reports(self, reports: Path, report: TrainingReport) -> None:
         (reports / "training_results.json").write_text(json.dumps(report.results, indent=2, default=str))
+        # log scale: the errors are heavy-tailed (the shocks are the point), a linear axis is one bar
         plots.histogram(
-            reports / "reconstruction_error_distribution.png", report.training_errors,
-            "Reconstruction error of training windows", threshold=self.threshold, xlabel="mean squared error",
+            reports / "reconstruction_error_distribution.png", np.log10(report.training_errors + 1e-12),
+            "Reconstruction error of training windows (threshold: red)", threshold=float(np.log10(self.threshold)),
+            xlabel="log10 mean squared error",
         )
         plots.lines(reports / "training_history.png", report.history, "Autoencoder training", "epoch", "MSE")
         for symbol, (ts, close, marks) in report.price_marks.items():
@@ -132,6 +135,12 @@ class AnomalyDetector(ModelVersion):
     @classmethod
     def load(cls, artifacts: Path, metadata: dict) -> "AnomalyDetector":
         pipeline = json.loads((artifacts / PIPELINE_FILE).read_text())
+        if pipeline["pipeline_version"] != PIPELINE_VERSION:
+            # its scaler and threshold belong to other features: scoring would be silently wrong
+            raise IntegrityError(
+                f"{metadata.get('version', 'this version')} was trained on feature pipeline "
+                f"v{pipeline['pipeline_version']}, this code computes v{PIPELINE_VERSION}: train a new version"
+            )
         keras_model = neural.tf().keras.models.load_model(artifacts / MODEL_FILE, compile=False)
         return cls(keras_model, FeatureScaler.from_dict(pipeline["scaler"]), pipeline["window"],
                    pipeline["score_bars"], pipeline["threshold"], metadata)

@@ -5,8 +5,9 @@ the threshold), *validation* (early stopping) and a later *holdout* that trainin
 sees. Windows are cut inside each part, so no window shares a bar with another part.
 Where the data has ground truth (the synthetic market's planted anomalies), detection
 on the holdout is scored with the rule of
-:func:`kryptobot.models.anomaly_windows.detection_scores`, next to an IsolationForest
-fitted on the same training windows and thresholded at the same percentile.
+:func:`kryptobot.models.anomaly_windows.detection_scores`, next to two baselines fitted
+on the same training windows and thresholded at the same percentile: an IsolationForest,
+and no model at all (how far the scaled features are from typical).
 """
 from __future__ import annotations
 
@@ -19,17 +20,21 @@ from pydantic import ConfigDict, Field, model_validator
 
 from kryptobot.errors import TrainingError
 from kryptobot.models import neural
-from kryptobot.models.anomaly_detector import AnomalyDetector, TrainingReport, build_autoencoder
+from kryptobot.models.anomaly_detector import (
+    AnomalyDetector,
+    TrainingReport,
+    build_autoencoder,
+)
 from kryptobot.models.anomaly_windows import (
     FEATURES,
     PIPELINE_VERSION,
-    FeatureScaler,
     bar_features,
     detection_scores,
     event_positions,
     summarize_detection,
-    windows,
 )
+from kryptobot.models.sequences import FeatureScaler, windows
+from kryptobot.runtime import data_range_summary, iso_day
 from kryptobot.schemas import TrainConfigBase
 from kryptobot.splits import time_ordered_split
 
@@ -46,10 +51,10 @@ class AnomalyTrainConfig(TrainConfigBase):
     batch_size: int = Field(64, ge=1, le=4096)
     window: int = Field(20, ge=5, le=250, description="bars per window")
     score_bars: int | None = Field(
-        4, ge=1, le=250, description="a window's error is taken over its last score_bars bars (null: all of them)"
+        1, ge=1, le=250, description="a window's error is taken over its last score_bars bars (null: all of them)"
     )
     threshold_percentile: float = Field(
-        99.0, ge=50, lt=100, description="threshold = this percentile of the training windows' errors"
+        98.0, ge=50, lt=100, description="threshold = this percentile of the training windows' errors"
     )
     units: int = Field(64, ge=4, le=512, description="LSTM units of encoder and decoder")
     dropout: float = Field(0.2, ge=0, lt=1)
@@ -71,7 +76,7 @@ class AnomalyTrainConfig(TrainConfigBase):
                     "epochs": 10,
                     "batch_size": 64,
                     "window": 20,
-                    "threshold_percentile": 99.0,
+                    "threshold_percentile": 98.0,
                 }
             ]
         },
@@ -187,28 +192,48 @@ def train_detector(
     return detector
 
 
-def evaluate_detection(detector: AnomalyDetector, symbols: Mapping[str, "SymbolParts"], train: np.ndarray,
+def evaluate_detection(detector: AnomalyDetector, symbols: Mapping[str, SymbolParts], train: np.ndarray,
                        config: AnomalyTrainConfig, truth: Mapping[str, pd.DataFrame]) -> dict:
-    """Holdout precision / recall / F1 of the autoencoder and of an IsolationForest baseline."""
-    from sklearn.ensemble import IsolationForest
+    """Holdout precision / recall / F1 of the autoencoder next to two baselines.
 
-    forest = IsolationForest(n_estimators=200, random_state=config.seed, n_jobs=1).fit(train.reshape(len(train), -1))
-    forest_threshold = np.percentile(-forest.score_samples(train.reshape(len(train), -1)), config.threshold_percentile)
-    counts: dict[str, list[dict]] = {"autoencoder": [], "isolation_forest": []}
+    Every detector is thresholded at ``threshold_percentile`` of its own scores on the
+    same training windows, and scores the same bars of each window (the last
+    ``score_bars``), so they differ only in how they judge those bars.
+    """
+    scorers = {"autoencoder": detector.reconstruction_errors, **baseline_scorers(train, config)}
+    thresholds = {name: np.percentile(score(train), config.threshold_percentile) for name, score in scorers.items()}
+    counts: dict[str, list[dict]] = {name: [] for name in scorers}
     for symbol, parts in symbols.items():
         batch, ends = parts.windows("holdout", config.window, detector.scaler)
-        events = event_positions(ends, truth.get(symbol, pd.DataFrame({"timestamp": []}))["timestamp"])
-        flags = {
-            "autoencoder": detector.reconstruction_errors(batch) > detector.threshold,
-            "isolation_forest": -forest.score_samples(batch.reshape(len(batch), -1)) > forest_threshold,
-        }
-        for name, f in flags.items():
-            counts[name].append(detection_scores(f, events, config.match_bars))
+        events = event_positions(ends, truth[symbol]["timestamp"]) if symbol in truth else np.array([], int)
+        for name, score in scorers.items():
+            counts[name].append(detection_scores(score(batch) > thresholds[name], events, config.match_bars))
     return {
         "matching_rule": MATCHING_RULE,
         "match_bars": config.match_bars,
-        "split": "holdout: the last holdout_fraction of each symbol's bars, never trained on",
+        "split": "holdout: the last holdout_fraction of each symbol's windows, never trained on",
+        "baselines": {
+            "isolation_forest": "scikit-learn IsolationForest (200 trees) on the same scaled bars",
+            "feature_magnitude": "no model: mean squared scaled feature of the same bars (how far from typical)",
+        },
         **{name: summarize_detection(c, config.match_bars) for name, c in counts.items()},
+    }
+
+
+def baseline_scorers(train: np.ndarray, config: AnomalyTrainConfig) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """Anomaly scores (higher = more anomalous) of the baselines, fitted on ``train`` windows."""
+    from sklearn.ensemble import IsolationForest
+
+    bars = config.score_bars or config.window
+
+    def scored(batch: np.ndarray) -> np.ndarray:
+        return batch[:, -bars:]
+
+    forest = IsolationForest(n_estimators=200, random_state=config.seed, n_jobs=1)
+    forest.fit(scored(train).reshape(len(train), -1))
+    return {
+        "isolation_forest": lambda b: -forest.score_samples(scored(b).reshape(len(b), -1)),
+        "feature_magnitude": lambda b: np.mean(scored(b) ** 2, axis=(1, 2)),
     }
 
 
@@ -224,23 +249,13 @@ def price_marks(detector: AnomalyDetector, bars: Mapping[str, pd.DataFrame]) -> 
 def data_range(config: AnomalyTrainConfig, symbols: Mapping[str, SymbolParts]) -> dict:
     """First and last bar of each symbol, and where its validation and holdout windows begin."""
 
-    def day(ts) -> str:
-        return pd.Timestamp(ts).date().isoformat()
-
     per_symbol = {}
     for s, p in symbols.items():
         ends = p.timestamps.iloc[config.window - 1:].reset_index(drop=True)
         per_symbol[s] = {
-            "start": day(p.timestamps.iloc[0]),
-            "validation_windows_end_from": day(ends.iloc[p.parts["validation"][0]]),
-            "holdout_windows_end_from": day(ends.iloc[p.parts["holdout"][0]]),
-            "end": day(p.timestamps.iloc[-1]),
+            "start": iso_day(p.timestamps.iloc[0]),
+            "validation_windows_end_from": iso_day(ends.iloc[p.parts["validation"][0]]),
+            "holdout_windows_end_from": iso_day(ends.iloc[p.parts["holdout"][0]]),
+            "end": iso_day(p.timestamps.iloc[-1]),
         }
-    return {
-        "source": config.data.source,
-        "symbols": list(symbols),
-        # every service's data_range has start/end: the trader uses models only after ``end``
-        "start": min(v["start"] for v in per_symbol.values()),
-        "end": max(v["end"] for v in per_symbol.values()),
-        "per_symbol": per_symbol,
-    }
+    return data_range_summary(config.data.source, per_symbol)

@@ -1,75 +1,67 @@
 """The anomaly detector's input pipeline and its event-matching rule.
 
-The same code builds windows at train and serve time: scale-free bar features (so one
-model fits symbols at any price level), a standard scaler fitted on the training part
-only and saved with the version, and sliding windows of ``window`` bars.
+The same code builds windows at train and serve time: bar features relative to the
+symbol's recent behaviour (so one model fits symbols at any price level and volatility),
+a standard scaler fitted on the training part only and saved with the version, and
+sliding windows of ``window`` bars (:mod:`kryptobot.models.sequences`).
 
 The matching rule that scores detections against planted ground truth lives here too,
 so the training report, the tests and the baseline all use one definition.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
-#: per-bar inputs; every one is a log ratio, so no price level or volume unit leaks in
-FEATURES = ("log_return", "log_range", "body", "gap", "volume_change")
-PIPELINE_VERSION = 1
+
+#: per-bar inputs, each relative to the symbol's own recent behaviour, so no price level,
+#: volume unit or volatility regime leaks in: a 3% move is ordinary for one stock in a
+#: turbulent month and a shock for another in a quiet one
+FEATURES = ("return_z", "range_ratio", "body_z", "gap_z", "volume_ratio")
+PIPELINE_VERSION = 2
+#: bars of history that set the "recent behaviour" scales (medians: robust to the shocks in them)
+LOOKBACK = 20
+_TINY = 1e-9  # keeps flat bars (high == low, no move for LOOKBACK bars) finite
+_CLIP = 50.0
 
 
 def bar_features(bars: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
-    """``(len(bars) - 1, len(FEATURES))`` features and their timestamps.
+    """``(len(bars) - LOOKBACK - 1, len(FEATURES))`` features and their timestamps.
 
-    The first bar has no previous close, so it only serves as the reference of the second.
-    ``bars`` must be validated (prices > 0, volume >= 0, sorted).
+    Bar t is described against the medians of bars t-LOOKBACK .. t-1 (never itself, or
+    a shock would dampen its own score): its close-to-close log return, body and
+    overnight gap in units of the median absolute return, its log range over the median
+    range, and its log volume over the median log volume. ``bars`` must be validated
+    (prices > 0, volume >= 0, sorted).
     """
     o, h, l, c, v = (bars[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close", "volume"))
-    prev_close = c[:-1]
+    ret = np.log(c[1:] / c[:-1])
+    spread = np.log(h[1:] / l[1:])
+    log_volume = np.log1p(v[1:])
+    move = _trailing_median(np.abs(ret)) + _TINY
     X = np.column_stack(
         [
-            np.log(c[1:] / prev_close),
-            np.log(h[1:] / l[1:]),
-            np.log(c[1:] / o[1:]),
-            np.log(o[1:] / prev_close),
-            np.log1p(v[1:]) - np.log1p(v[:-1]),
+            ret / move,
+            np.log((spread + _TINY) / (_trailing_median(spread) + _TINY)),
+            np.log(c[1:] / o[1:]) / move,
+            np.log(o[1:] / c[:-1]) / move,
+            log_volume - _trailing_median(log_volume),
         ]
-    )
-    return X, bars["timestamp"].iloc[1:].reset_index(drop=True)
+    )[LOOKBACK:]
+    return np.clip(X, -_CLIP, _CLIP), bars["timestamp"].iloc[LOOKBACK + 1:].reset_index(drop=True)
 
 
-@dataclass(frozen=True)
-class FeatureScaler:
-    """Per-feature standardisation; fitted on training rows only (no look-ahead)."""
-
-    mean: np.ndarray
-    scale: np.ndarray
-
-    @classmethod
-    def fit(cls, X: np.ndarray) -> "FeatureScaler":
-        scale = X.std(axis=0)
-        return cls(X.mean(axis=0), np.where(scale > 1e-12, scale, 1.0))
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        return ((X - self.mean) / self.scale).astype(np.float32)
-
-    def to_dict(self) -> dict:
-        return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "FeatureScaler":
-        return cls(np.asarray(data["mean"], dtype=np.float64), np.asarray(data["scale"], dtype=np.float64))
+def _trailing_median(x: np.ndarray) -> np.ndarray:
+    """Median of the LOOKBACK values before each position (NaN where there are fewer)."""
+    out = np.full(len(x), np.nan)
+    if len(x) > LOOKBACK:  # numpy, not pandas rolling: this runs on every /predict
+        out[LOOKBACK:] = np.median(np.lib.stride_tricks.sliding_window_view(x[:-1], LOOKBACK), axis=1)
+    return out
 
 
 def min_bars(window: int) -> int:
-    """Bars needed for one window (one extra bar is the first return's reference)."""
-    return window + 1
-
-
-def windows(X: np.ndarray, window: int) -> np.ndarray:
-    """Sliding windows ``(len(X) - window + 1, window, features)``; window i ends on row i + window - 1."""
-    return np.lib.stride_tricks.sliding_window_view(X, window, axis=0).transpose(0, 2, 1)
+    """Bars needed for one window: the window, its first bar's LOOKBACK history and one reference close."""
+    return window + LOOKBACK + 1
 
 
 def window_errors(windows_: np.ndarray, reconstruction: np.ndarray, score_bars: int | None) -> np.ndarray:

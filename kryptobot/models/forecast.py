@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from kryptobot.errors import InvalidInput
-from kryptobot.models.anomaly_windows import bar_features, windows
+from kryptobot.models.sequences import log_ratio_features, windows
 from kryptobot.models.forecast_data import RETURN_COLUMN, recent_features, window_sigma
 from kryptobot.models.forecast_model import (
     CONFIDENCE_METHOD,
@@ -161,7 +161,7 @@ def rolling_forecasts(active: Mapping[str, "ForecastModel"], frame, coverage: fl
     Same arithmetic as the single forecast (mean price path, confidence pooled over the
     models for the combined direction), vectorised over windows.
     """
-    X, _ = bar_features(frame)
+    X, _ = log_ratio_features(frame)
     length = max(m.sequence_length for m in active.values())
     n = len(X) - length + 1  # windows of the longest model; shorter ones read the same ends
     finals, confidences = [], []

@@ -1,7 +1,7 @@
 """The forecaster's inputs and targets, built by the same code at train and serve time.
 
 * **Inputs**: scale-free per-bar features (log ratios, shared with the anomaly model's
-  :func:`~kryptobot.models.anomaly_windows.bar_features`), so one model serves symbols at
+  :func:`~kryptobot.models.sequences.log_ratio_features`), so one model serves symbols at
   any price level, even ones it never saw. ``univariate`` reads the close-to-close log
   return only, ``multivariate`` every OHLCV-derived feature. A standard scaler fitted on
   the training block only (no look-ahead) is saved with the version.
@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 
 from kryptobot.errors import TrainingError
-from kryptobot.models.anomaly_windows import FEATURES, FeatureScaler, bar_features, windows
+from kryptobot.models.sequences import LOG_RATIO_FEATURES, FeatureScaler, log_ratio_features, windows
 
 InputKind = Literal["univariate", "multivariate"]
-INPUTS: dict[str, tuple[str, ...]] = {"univariate": ("log_return",), "multivariate": tuple(FEATURES)}
-RETURN_COLUMN = FEATURES.index("log_return")
+INPUTS: dict[str, tuple[str, ...]] = {"univariate": ("log_return",), "multivariate": tuple(LOG_RATIO_FEATURES)}
+RETURN_COLUMN = LOG_RATIO_FEATURES.index("log_return")
 BLOCKS = ("train", "validation", "calibration", "test")
 
 
@@ -38,10 +38,10 @@ def min_bars(sequence_length: int) -> int:
 
 
 def feature_columns(features: Sequence[str]) -> list[int]:
-    unknown = [f for f in features if f not in FEATURES]
+    unknown = [f for f in features if f not in LOG_RATIO_FEATURES]
     if unknown:
-        raise ValueError(f"unknown input feature(s) {unknown}; the bar features are {list(FEATURES)}")
-    return [FEATURES.index(f) for f in features]
+        raise ValueError(f"unknown input feature(s) {unknown}; the bar features are {list(LOG_RATIO_FEATURES)}")
+    return [LOG_RATIO_FEATURES.index(f) for f in features]
 
 
 def window_sigma(returns: np.ndarray, sequence_length: int) -> np.ndarray:
@@ -112,7 +112,7 @@ def symbol_samples(
     sample's targets begin. Later blocks' *inputs* may read bars that earlier blocks
     used as targets; that is the past, known at forecast time, not leakage.
     """
-    all_features, _ = bar_features(bars)
+    all_features, _ = log_ratio_features(bars)
     log_close = np.log(bars["close"].to_numpy(dtype=np.float64))
     n_samples = len(bars) - sequence_length - horizon
     try:
@@ -143,12 +143,12 @@ def symbol_samples(
 
 
 def recent_features(bars: pd.DataFrame, sequence_length: int) -> np.ndarray:
-    """Every bar feature ``(L, len(FEATURES))`` of the last ``L`` bars of validated ``bars`` (needs ``L + 1``).
+    """Every bar feature ``(L, len(LOG_RATIO_FEATURES))`` of the last ``L`` bars of validated ``bars`` (needs ``L + 1``).
 
     Computed once per request instance and shared by the active models (which read their
     own columns and window length from it).
     """
-    X, _ = bar_features(bars.iloc[-min_bars(sequence_length):])
+    X, _ = log_ratio_features(bars.iloc[-min_bars(sequence_length):])
     return X
 
 

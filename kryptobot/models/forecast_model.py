@@ -27,7 +27,7 @@ import numpy as np
 from kryptobot import plots
 from kryptobot.evaluation import conformal_quantile
 from kryptobot.models import neural
-from kryptobot.models.anomaly_windows import FeatureScaler
+from kryptobot.models.sequences import FeatureScaler
 from kryptobot.models.forecast_data import feature_columns, last_window, min_bars
 from kryptobot.runtime import ModelVersion
 

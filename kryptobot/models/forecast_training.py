@@ -20,8 +20,14 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from kryptobot.evaluation import interval_coverage, regression_metrics
 from kryptobot.models import neural
-from kryptobot.models.anomaly_windows import FeatureScaler, windows
-from kryptobot.models.forecast_data import BLOCKS, INPUTS, InputKind, SymbolSamples, symbol_samples
+from kryptobot.models.sequences import FeatureScaler, windows
+from kryptobot.models.forecast_data import (
+    BLOCKS,
+    INPUTS,
+    InputKind,
+    SymbolSamples,
+    symbol_samples,
+)
 from kryptobot.models.forecast_model import (
     COVERAGE_LEVELS,
     PIPELINE_VERSION,
@@ -35,6 +41,7 @@ from kryptobot.models.forecast_model import (
     fit_calibration,
     hits,
 )
+from kryptobot.runtime import data_range_summary, iso_day
 from kryptobot.schemas import TrainConfigBase
 from kryptobot.settings import ForecastingSettings
 
@@ -297,21 +304,11 @@ def forecast_plot(models: Sequence[ForecastModel], samples: SymbolSamples, cover
 def data_range(config: ForecastTrainConfig, symbols: Mapping[str, SymbolSamples]) -> dict:
     """First and last bar of each symbol and the first forecast origin of each later block."""
 
-    def day(ts) -> str:
-        return pd.Timestamp(ts).date().isoformat()
-
     per_symbol = {}
     for s, p in symbols.items():
         per_symbol[s] = {
-            "start": day(p.timestamps.iloc[0]),
-            **{f"{name}_origins_from": day(p.timestamps.iloc[p.end_bar(p.blocks[name][0])]) for name in BLOCKS[1:]},
-            "end": day(p.timestamps.iloc[-1]),
+            "start": iso_day(p.timestamps.iloc[0]),
+            **{f"{name}_origins_from": iso_day(p.timestamps.iloc[p.end_bar(p.blocks[name][0])]) for name in BLOCKS[1:]},
+            "end": iso_day(p.timestamps.iloc[-1]),
         }
-    return {
-        "source": config.data.source,
-        "symbols": list(symbols),
-        # every service's data_range has start/end: the trader uses models only after ``end``
-        "start": min(v["start"] for v in per_symbol.values()),
-        "end": max(v["end"] for v in per_symbol.values()),
-        "per_symbol": per_symbol,
-    }
+    return data_range_summary(config.data.source, per_symbol)

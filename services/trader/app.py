@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 
 import httpx
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -26,9 +26,9 @@ from services.trader.cache import ForecastCache
 from services.trader.clients import CircuitBreaker, ModelClient
 from services.trader.decisions import LAYERS, Layers
 from services.trader.engine import Engine
+from services.trader.scheduler import run_every
 from services.trader.settings import TraderConfig, TraderEnv
 
-log = logging.getLogger("kryptobot.trader")
 SERVICES = ("signal", "ensemble", "anomaly", "forecast")
 
 
@@ -54,7 +54,7 @@ State = Annotated[TraderState, Depends(get_state)]
 class CycleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"symbols": ["SPY", "AAPL"]}]})
 
-    symbols: list[Symbol] | None = Field(None, description="default: the watchlist")
+    symbols: list[Symbol] | None = Field(None, min_length=1, max_length=100, description="default: the watchlist")
     as_of: date | None = Field(None, description="decide on the bars up to this day (default: the latest bar)")
     layers: list[str] | None = Field(None, description=f"ML layers to use (default: the settings' switches); any of {list(LAYERS)}")
 
@@ -82,10 +82,14 @@ def create_app(env: TraderEnv | None = None) -> FastAPI:
         broker = PaperBroker(env.ledger_path, t.initial_cash, t.commission, t.slippage)
         state = TraderState(env, config, Engine(config, env, clients, cache, broker), clients, cache, broker, metrics, asyncio.Lock())
         app.state.trader = state
-        scheduler = asyncio.create_task(_schedule(state)) if t.schedule_minutes > 0 else None
+        scheduler = None
+        if t.schedule_minutes > 0:
+            scheduler = asyncio.create_task(run_every(t.schedule_minutes, state.engine.cycle, state.cycle_lock))
         yield
         if scheduler:
             scheduler.cancel()
+            with suppress(asyncio.CancelledError):
+                await scheduler
         await http.aclose()
         await cache.close()
         broker.close()
@@ -97,16 +101,6 @@ def create_app(env: TraderEnv | None = None) -> FastAPI:
     install_request_middleware(app, metrics)
     _routes(app)
     return app
-
-
-async def _schedule(state: TraderState) -> None:
-    while True:
-        await asyncio.sleep(state.config.trader.schedule_minutes * 60)
-        try:
-            async with state.cycle_lock:
-                await state.engine.cycle()
-        except Exception:  # noqa: BLE001 - the scheduler must outlive one bad cycle
-            log.exception("scheduled cycle failed")
 
 
 def _routes(app: FastAPI) -> None:
@@ -145,13 +139,14 @@ def _routes(app: FastAPI) -> None:
         return state.broker.portfolio()
 
     @app.post("/backtest", tags=["backtest"], summary="Replay the rules over history for each mode vs buy-and-hold")
-    async def backtest(body: BacktestRequest, state: State):
-        report = await run_backtest(body, state.config, state.clients, state.env.csv_dir)
+    async def backtest(body: BacktestRequest, request: Request, state: State):
+        report = await run_backtest(body, state.config, state.clients, state.env.csv_dir, state.env.max_batch, request.state.request_id)
         names = await asyncio.to_thread(write_reports, report, state.env.reports_dir)
         return JSONResponse({**report, "reports": names})
 
     @app.get("/reports/{name}", tags=["backtest"], summary="backtest_report.json or equity_curve.png (latest, or by id)")
-    async def reports(name: str, state: State):
+    async def reports(name: Annotated[str, PathParam(description="a name listed by POST /backtest", examples=["backtest_report.json"])],
+                      state: State):
         if not REPORT_NAME_RE.match(name):
             raise InvalidInput(f"malformed report name {name!r}", field="name")
         path = state.env.reports_dir / name

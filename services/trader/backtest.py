@@ -7,30 +7,35 @@ forecast: a forecast per bar with ``options.rolling``). Then each mode (technica
 only, +signal, +ensemble, +anomaly, +forecast, all) replays the same days with
 :func:`services.trader.decisions.decide`. Models are used only on bars after the end
 of their training data: the backtest starts there and says so.
+
+Fills: at the close of the decision bar, plus slippage, minus commission (as the live
+paper broker does).
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kryptobot import plots
 from kryptobot.backtest_metrics import performance
 from kryptobot.data import get_provider
 from kryptobot.data.base import Symbol
+from kryptobot.errors import InvalidInput, KryptoError
 from kryptobot.features import FeatureParams, build_features
-from kryptobot.errors import InvalidInput
 from kryptobot.schemas import Bars
 from services.trader.clients import ModelClient
-from services.trader.decisions import LAYERS, Layers, ModelOutputs, decide
-from services.trader.market import technical_sides
-from services.trader.settings import TraderConfig
+from services.trader.decisions import LAYERS, Holding, Layers, ModelOutputs, decide, outputs_from
+from services.trader.market import strategy_signals
+from services.trader.settings import StrategySettings, TraderConfig
 
 MODES = {
     "technical": Layers.only(),
@@ -40,16 +45,16 @@ MODES = {
     "forecast": Layers.only("forecast"),
     "all": Layers.only(*LAYERS),
 }
+QUIET_RULES = ("no_entry_signal", "hold_position")  # every bar has one: counting them says nothing
 WARMUP_BARS = 320  # features (154 bars) and the forecaster's windows before the first traded day
-BATCH = 1000
 
 
 class BacktestRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"symbols": ["SPY", "QQQ"], "modes": ["technical", "all"]}]})
 
-    symbols: list[Symbol] | None = Field(None, description="default: the watchlist")
-    start: str | None = Field(None, description="first day (default: the day after the models' training data ends)")
-    end: str | None = Field(None, description="last day (default: the last bar)")
+    symbols: list[Symbol] | None = Field(None, min_length=1, max_length=100, description="default: the watchlist")
+    start: date | None = Field(None, description="first day (default, and at the earliest: the day after the models' training data ends)")
+    end: date | None = Field(None, description="last day (default: the last bar)")
     modes: list[str] = Field(default_factory=lambda: list(MODES), description=f"any of {list(MODES)}")
     initial_cash: float | None = Field(None, gt=0)
 
@@ -59,55 +64,106 @@ class BacktestRequest(BaseModel):
         unknown = [m for m in value if m not in MODES]
         if unknown or not value:
             raise ValueError(f"unknown mode(s) {unknown}; choose from {list(MODES)}" if unknown else "no modes")
-        return value
+        return list(dict.fromkeys(value))
 
+    @model_validator(mode="after")
+    def _range(self) -> "BacktestRequest":
+        if self.start and self.end and self.start > self.end:
+            raise InvalidInput(f"start {self.start} is after end {self.end}", field="start")
+        return self
 
 
 @dataclass
 class SymbolHistory:
-    bars: pd.DataFrame  # the traded days only
-    technical: pd.Series  # 'buy' / 'sell' / 'none' per traded day
-    outputs: dict[pd.Timestamp, dict] = field(default_factory=dict)  # per day: the services' answers
+    window: pd.DataFrame  # warm-up bars + traded days
+    features: pd.DataFrame  # the classifiers' features, row-aligned with ``window``
+    signals: pd.DataFrame  # per traded day: ``side`` of the technical strategy and ``atr``
+    outputs: dict[pd.Timestamp, dict] = field(default_factory=dict)  # per day: each service's prediction
+
+    @property
+    def bars(self) -> pd.DataFrame:
+        """The traded days."""
+        return self.window.iloc[WARMUP_BARS:].reset_index(drop=True)
 
 
-async def run_backtest(request: BacktestRequest, config: TraderConfig, clients: dict[str, ModelClient], csv_dir=None) -> dict:
-    """The report (metrics per mode vs buy-and-hold) and the equity curves."""
+async def run_backtest(request: BacktestRequest, config: TraderConfig, clients: dict[str, ModelClient],
+                       csv_dir=None, max_batch: int = 1000, request_id: str | None = None) -> dict:
+    """The report (metrics per mode vs buy-and-hold) and the equity curves.
+
+    ``max_batch``: instances per /predict call (the services' ``KRYPTOBOT_MAX_BATCH``);
+    ``request_id`` is sent to the services with every call.
+    """
     symbols = request.symbols or config.trader.watchlist
-    infos = await _model_infos(clients)
-    trained_until = max((pd.Timestamp(i["data_range"]["end"]) for i in infos.values() if i and i.get("data_range")), default=None)
+    infos = await _model_infos(clients, request_id)
+    trained_until = max((pd.Timestamp(i["data_range"]["end"]).tz_localize(None) for i in infos.values() if i and i.get("data_range")),
+                        default=None)
     start = pd.Timestamp(request.start) if request.start else None
+    note = None
     if trained_until is not None and (start is None or start <= trained_until):
-        start = trained_until + pd.Timedelta(days=1)
+        if start is not None:
+            note = f"start moved from {start.date()} to after the models' training data (ends {trained_until.date()})"
+        start = (trained_until + pd.Timedelta(days=1)).normalize()
     provider = get_provider(config.trader.data_source, csv_dir=csv_dir)
     feature_params = FeatureParams.from_dict(_pipeline(infos.get("signal")))
-    histories = {}
-    for symbol in symbols:
-        history = await asyncio.to_thread(_history, provider, symbol, start, request.end, feature_params)
-        if history is not None:
-            histories[symbol] = history
+    end = None if request.end is None else pd.Timestamp(request.end)
+    loaded = await asyncio.gather(
+        *(asyncio.to_thread(_history, provider, s, start, end, feature_params, config.trader.strategy) for s in symbols))
+    histories = {s: h for s, h in zip(symbols, loaded) if h is not None}
     if not histories:
         raise InvalidInput(f"no bars to backtest between {start} and {request.end}", field="start")
-    await _collect_outputs(histories, clients, infos, symbols)
+    await _collect_outputs(histories, clients, infos, max_batch, request_id)
     cash = request.initial_cash or config.trader.initial_cash
-    results, curves = {}, {}
-    for mode in request.modes:
-        curve, trades, exposure = _simulate(histories, config, MODES[mode], cash)
-        results[mode] = performance(curve, trades, exposure)
-        curves[mode] = curve
-    hold_curve = _buy_and_hold(histories, cash, config)
-    results["buy_and_hold"] = performance(hold_curve, [], 1.0)
-    days = sum(len(h.bars) for h in histories.values())
+    traded = {s: h.bars for s, h in histories.items()}
+    results, curves = await asyncio.to_thread(_replay, histories, traded, config, request.modes, cash)  # CPU: off the event loop
     return {
         "id": uuid.uuid4().hex[:12],
         "symbols": list(histories),
-        "start": str(min(h.bars["timestamp"].iat[0] for h in histories.values()).date()),
-        "end": str(max(h.bars["timestamp"].iat[-1] for h in histories.values()).date()),
+        "start": str(min(b["timestamp"].iat[0] for b in traded.values()).date()),
+        "end": str(max(b["timestamp"].iat[-1] for b in traded.values()).date()),
         "models_trained_until": None if trained_until is None else str(trained_until.date()),
+        "note": note,
+        "layers_available": [name for name in LAYERS if infos.get(name)],
         "model_versions": {name: info.get("version") for name, info in infos.items() if info},
-        "bars": days,
+        "bars": sum(len(b) for b in traded.values()),
+        "model_outputs": _output_summary(histories),
         "results": results,
-        "curves": {**curves, "buy_and_hold": hold_curve},
+        "curves": curves,
     }
+
+
+def _replay(histories, traded, config: TraderConfig, modes: list[str], cash: float) -> tuple[dict, dict]:
+    results, curves = {}, {}
+    for mode in modes:
+        run = _simulate(histories, traded, config, MODES[mode], cash)
+        results[mode] = {**performance(run.equity, run.trades, run.exposure), "degraded_decisions": run.degraded, "rules": run.rules}
+        curves[mode] = run.equity
+    curves["buy_and_hold"] = _buy_and_hold(traded, cash, config)
+    results["buy_and_hold"] = performance(curves["buy_and_hold"], [], 1.0)
+    return results, curves
+
+
+def _output_summary(histories: dict[str, SymbolHistory]) -> dict:
+    """What each service answered over the range, i.e. why a layer fired or not: the
+    share of anomalous windows, and quantiles of the score each other rule compares with
+    its threshold (signal probability, ensemble score, forecast confidence)."""
+    scores: dict[str, list[float]] = {"signal": [], "ensemble": [], "anomaly": [], "forecast": []}
+    for h in histories.values():
+        for out in h.outputs.values():
+            o = outputs_from(out)
+            for name, value in (("signal", o.signal_probability), ("ensemble", o.ensemble_score),
+                                ("anomaly", o.anomaly), ("forecast", o.forecast_confidence)):
+                if value is not None:
+                    scores[name].append(float(value))
+    summary = {}
+    for name, v in scores.items():
+        if not v:
+            continue
+        if name == "anomaly":
+            summary[name] = {"answers": len(v), "anomaly_rate": float(np.mean(v))}
+        else:
+            p10, p50, p90, top = np.quantile(v, [0.1, 0.5, 0.9, 1.0])
+            summary[name] = {"answers": len(v), "p10": float(p10), "p50": float(p50), "p90": float(p90), "max": float(top)}
+    return summary
 
 
 def write_reports(report: dict, directory: Path) -> list[str]:
@@ -117,7 +173,7 @@ def write_reports(report: dict, directory: Path) -> list[str]:
     body = json.dumps(report, indent=2, default=str)
     names = []
     for name in ("backtest_report.json", f"backtest_{report['id']}.json"):
-        (directory / name).write_text(body)
+        _atomic_write(directory / name, body)
         names.append(name)
     index = next(iter(curves.values())).index
     series = {mode: (curve / curve.iat[0]).tolist() for mode, curve in curves.items()}
@@ -127,13 +183,21 @@ def write_reports(report: dict, directory: Path) -> list[str]:
     return names
 
 
-async def _model_infos(clients: dict[str, ModelClient]) -> dict[str, dict | None]:
+def _atomic_write(path: Path, text: str) -> None:
+    # a reader of /reports/<name> never sees half a report
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+async def _model_infos(clients: dict[str, ModelClient], request_id: str | None = None) -> dict[str, dict | None]:
+    """GET /model of each service (None: down or untrained, its layer is unavailable)."""
     async def one(name: str):
         try:
-            models = (await clients[name].model())["models"]
-        except Exception:  # noqa: BLE001 - a missing service only disables its layer
+            models = (await clients[name].model(request_id))["models"]
+        except KryptoError:
             return None
-        latest = max(models, key=lambda m: m.get("data_range", {}).get("end") or "")
+        latest = max(models, key=lambda m: (m.get("data_range") or {}).get("end") or "")
         return {**latest, "version": "+".join(m["version"] for m in models)}
 
     names = list(clients)
@@ -146,132 +210,134 @@ def _pipeline(info: dict | None) -> dict:
     return params
 
 
-def _history(provider, symbol: str, start, end, feature_params: FeatureParams) -> SymbolHistory | None:
+def _history(provider, symbol: str, start, end, feature_params: FeatureParams, strategy: StrategySettings) -> SymbolHistory | None:
     bars = provider.get_bars(symbol, end=end)
     first = int(np.searchsorted(bars["timestamp"].to_numpy(), np.datetime64(start))) if start is not None else WARMUP_BARS
     first = max(first, WARMUP_BARS)
     if first >= len(bars):
         return None
     window = bars.iloc[first - WARMUP_BARS :].reset_index(drop=True)
-    features = build_features(window, feature_params)
-    default = FeatureParams()
-    sides = technical_sides(window, features if feature_params == default else build_features(window, default))
-    traded = slice(WARMUP_BARS, None)
-    history = SymbolHistory(window.iloc[traded].reset_index(drop=True), sides.iloc[traded].reset_index(drop=True))
-    history.full_bars, history.features = window, features  # type: ignore[attr-defined]
-    return history
+    features = build_features(window, feature_params)  # the classifiers' inputs, with their own pipeline
+    signals = strategy_signals(window, strategy).iloc[WARMUP_BARS:].reset_index(drop=True)
+    return SymbolHistory(window, features, signals)
 
 
-async def _collect_outputs(histories: dict[str, SymbolHistory], clients, infos, symbols) -> None:
+async def _collect_outputs(histories: dict[str, SymbolHistory], clients, infos, max_batch: int, request_id: str | None) -> None:
     """Fill ``history.outputs`` with every service's answer for the days it matters."""
     tasks = []
     for symbol, h in histories.items():
-        buys = h.bars["timestamp"][h.technical == "buy"].tolist()
-        tasks.append(_classifiers(symbol, h, buys, clients, infos))
+        buys = h.bars["timestamp"][h.signals["side"] == "buy"].tolist()
+        for name in ("signal", "ensemble"):
+            if infos.get(name) and buys:
+                tasks.append(_classifier(name, symbol, h, buys, clients[name], infos[name]["features"], max_batch, request_id))
         if infos.get("anomaly"):
-            tasks.append(_anomaly(symbol, h, clients["anomaly"]))
+            tasks.append(_anomaly(symbol, h, clients["anomaly"], request_id))
         if infos.get("forecast"):
-            tasks.append(_forecast(symbol, h, clients["forecast"]))
+            tasks.append(_forecast(symbol, h, clients["forecast"], request_id))
     await asyncio.gather(*tasks)
 
 
-async def _classifiers(symbol, h: SymbolHistory, days, clients, infos) -> None:
-    if not days:
-        return
-    full = h.full_bars.set_index("timestamp")  # type: ignore[attr-defined]
-    features = h.features.set_axis(full.index)  # type: ignore[attr-defined]
-    for name in ("signal", "ensemble"):
-        info = infos.get(name)
-        if not info:
+async def _classifier(name: str, symbol: str, h: SymbolHistory, days: list, client: ModelClient, columns: list[str],
+                      max_batch: int, request_id: str | None) -> None:
+    rows = h.features.set_axis(h.window["timestamp"]).loc[days, columns]
+    instances = [{"symbol": symbol, "side": "buy", "features": r} for r in rows.to_dict("records")]
+    for start in range(0, len(instances), max_batch):
+        try:
+            preds = (await client.predict({"instances": instances[start : start + max_batch]}, request_id))["predictions"]
+        except KryptoError:  # the layer is then unavailable (degraded) on those days
             continue
-        rows = features.loc[days, info["features"]]
-        instances = [{"symbol": symbol, "side": "buy", "features": r} for r in rows.to_dict("records")]
-        for start in range(0, len(instances), BATCH):
-            try:
-                preds = (await clients[name].predict({"instances": instances[start : start + BATCH]}))["predictions"]
-            except Exception:  # noqa: BLE001 - the layer is then unavailable on those days
-                continue
-            for day, pred in zip(days[start : start + BATCH], preds):
-                out = h.outputs.setdefault(day, {})
-                if name == "signal":
-                    out["signal"] = pred
-                else:
-                    out["ensemble"] = pred
+        for day, pred in zip(days[start : start + max_batch], preds):
+            h.outputs.setdefault(day, {})[name] = pred
 
 
-async def _anomaly(symbol, h: SymbolHistory, client: ModelClient) -> None:
-    body = {"instances": [{"symbol": symbol, "bars": Bars.from_frame(h.full_bars).model_dump(mode="json")}]}  # type: ignore[attr-defined]
+def _day(ts) -> pd.Timestamp:
+    ts = pd.Timestamp(ts)
+    return ts.tz_convert(None) if ts.tzinfo else ts
+
+
+async def _anomaly(symbol: str, h: SymbolHistory, client: ModelClient, request_id: str | None) -> None:
+    body = {"instances": [{"symbol": symbol, "bars": Bars.from_frame(h.window).model_dump(mode="json")}]}
     try:
-        pred = (await client.predict(body))["predictions"][0]
-    except Exception:  # noqa: BLE001
+        w = (await client.predict(body, request_id))["predictions"][0]["windows"]
+    except KryptoError:
         return
-    w = pred["windows"]
     for ts, flag, score in zip(w["timestamp"], w["anomaly"], w["score"]):
-        day = pd.Timestamp(ts).tz_localize(None) if pd.Timestamp(ts).tzinfo else pd.Timestamp(ts)
-        h.outputs.setdefault(day, {})["anomaly"] = {"predictions": [{"anomaly": flag, "score": score}]}
+        h.outputs.setdefault(_day(ts), {})["anomaly"] = {"anomaly": flag, "score": score}
 
 
-async def _forecast(symbol, h: SymbolHistory, client: ModelClient) -> None:
-    body = {"instances": [{"symbol": symbol, "bars": Bars.from_frame(h.full_bars).model_dump(mode="json")}], "options": {"rolling": True}}  # type: ignore[attr-defined]
+async def _forecast(symbol: str, h: SymbolHistory, client: ModelClient, request_id: str | None) -> None:
+    body = {"instances": [{"symbol": symbol, "bars": Bars.from_frame(h.window).model_dump(mode="json")}], "options": {"rolling": True}}
     try:
-        rolling = (await client.predict(body))["predictions"][0]["rolling"]
-    except Exception:  # noqa: BLE001
+        rolling = (await client.predict(body, request_id))["predictions"][0]["rolling"]
+    except KryptoError:
         return
     for ts, trend, conf in zip(rolling["timestamp"], rolling["trend"], rolling["confidence"]):
-        h.outputs.setdefault(pd.Timestamp(ts).tz_localize(None) if pd.Timestamp(ts).tzinfo else pd.Timestamp(ts), {})["forecast"] = {
-            "trend": trend, "confidence": conf}
+        h.outputs.setdefault(_day(ts), {})["forecast"] = {"trend": trend, "confidence": conf}
 
 
 def _outputs(day_outputs: dict, layers: Layers, technical: str, holding: bool) -> ModelOutputs:
-    from services.trader.engine import outputs_from
-
+    """What the live engine would have had: the services it asks for this decision."""
     wanted = {n: v for n, v in day_outputs.items() if getattr(layers, n)}
     needed = [n for n in layers.enabled() if n == "forecast" or (technical == "buy" and not holding)]
-    missing = tuple(n for n in needed if n not in wanted)
-    return outputs_from(wanted, missing)
+    return outputs_from(wanted, tuple(n for n in needed if n not in wanted))
 
 
-def _simulate(histories: dict[str, SymbolHistory], config: TraderConfig, layers: Layers, cash: float):
-    """Daily replay: exits then entries at each close, with slippage and commission."""
+@dataclass
+class Run:
+    equity: pd.Series
+    trades: list[float]  # return of each closed trade, net of costs
+    exposure: float  # mean fraction of equity invested
+    degraded: int  # decisions taken without a service that should have answered
+    rules: dict[str, int]  # how often each rule fired on an entry candidate or a held position
+
+
+def _simulate(histories: dict[str, SymbolHistory], traded: dict[str, pd.DataFrame], config: TraderConfig, layers: Layers, cash: float) -> Run:
+    """Daily replay: each symbol's decision at the close, with slippage and commission."""
     t = config.trader
-    days = sorted(set().union(*(set(h.bars["timestamp"]) for h in histories.values())))
-    by_day = {s: {ts: i for i, ts in enumerate(h.bars["timestamp"])} for s, h in histories.items()}
-    positions: dict[str, tuple[float, float]] = {}  # symbol -> (quantity, entry cost per share)
+    days = sorted(set().union(*(set(b["timestamp"]) for b in traded.values())))
+    # plain lists: pandas indexing per bar would cost more than the rules themselves
+    rows = {s: dict(zip(b["timestamp"], range(len(b)))) for s, b in traded.items()}
+    closes = {s: b["close"].astype(float).tolist() for s, b in traded.items()}
+    sides = {s: h.signals["side"].tolist() for s, h in histories.items()}
+    atrs = {s: h.signals["atr"].tolist() for s, h in histories.items()}
+    positions: dict[str, tuple[float, float, int, Holding]] = {}  # symbol -> (quantity, cost per share incl. costs, entry row, holding)
     last_price: dict[str, float] = {}
-    equity_curve, trades, exposure = [], [], []
+    equity_curve, trades, exposure, degraded, fired = [], [], [], 0, Counter()
     for day in days:
         for symbol, h in histories.items():
-            i = by_day[symbol].get(day)
+            i = rows[symbol].get(day)
             if i is None:
                 continue
-            price = float(h.bars["close"].iat[i])
-            last_price[symbol] = price
-            holding = symbol in positions
-            technical = h.technical.iat[i]
-            outputs = _outputs(h.outputs.get(day, {}), layers, technical, holding)
-            d = decide(symbol, technical, holding, outputs, config, layers)
-            if d.action == "sell" and holding:
-                qty, cost = positions.pop(symbol)
-                proceeds = qty * price * (1 - t.slippage)
-                cash += proceeds - proceeds * t.commission
-                trades.append(proceeds * (1 - t.commission) / (qty * cost) - 1)
-            elif d.action == "buy" and not holding:
-                equity = cash + sum(q * last_price[s] for s, (q, _) in positions.items())
+            price = last_price[symbol] = closes[symbol][i]
+            technical, atr = sides[symbol][i], atrs[symbol][i]
+            position = positions.get(symbol)
+            holding = None if position is None else replace(position[3], bars_held=i - position[2])
+            outputs = _outputs(h.outputs.get(day, {}), layers, technical, holding is not None)
+            d = decide(symbol, technical, holding, price, atr, outputs, config, layers)
+            degraded += d.degraded
+            fired.update(r.split(":")[0] for r in d.rules if r not in QUIET_RULES)
+            if d.action == "sell" and position is not None:
+                qty, cost, _, _ = positions.pop(symbol)
+                proceeds = qty * price * (1 - t.slippage) * (1 - t.commission)
+                cash += proceeds
+                trades.append(proceeds / (qty * cost) - 1)
+            elif d.action == "buy" and position is None:
+                equity = cash + sum(q * last_price[s] for s, (q, *_) in positions.items())
                 fill = price * (1 + t.slippage)
                 spend = min(equity * d.size_fraction, cash / (1 + t.commission))
                 if spend > 0:
-                    qty = spend / fill
                     cash -= spend * (1 + t.commission)
-                    positions[symbol] = (qty, fill * (1 + t.commission))
-        market = sum(q * last_price[s] for s, (q, _) in positions.items())
+                    positions[symbol] = (spend / fill, fill * (1 + t.commission), i, Holding(fill, d.stop, d.target))
+        market = sum(q * last_price[s] for s, (q, *_) in positions.items())
         equity_curve.append(cash + market)
         exposure.append(market / (cash + market))
-    return pd.Series(equity_curve, index=pd.DatetimeIndex(days)), trades, float(np.mean(exposure)) if exposure else 0.0
+    mean_exposure = float(np.mean(exposure)) if exposure else 0.0
+    return Run(pd.Series(equity_curve, index=pd.DatetimeIndex(days)), trades, mean_exposure, degraded, dict(sorted(fired.items())))
 
 
-def _buy_and_hold(histories: dict[str, SymbolHistory], cash: float, config: TraderConfig) -> pd.Series:
-    """Equal weight in every symbol on the first day, held to the end."""
-    closes = pd.DataFrame({s: h.bars.set_index("timestamp")["close"] for s, h in histories.items()}).sort_index().ffill()
+def _buy_and_hold(traded: dict[str, pd.DataFrame], cash: float, config: TraderConfig) -> pd.Series:
+    """Equal weight in every symbol on the first day, held to the end (same costs on entry)."""
+    closes = pd.DataFrame({s: b.set_index("timestamp")["close"] for s, b in traded.items()}).sort_index().ffill()
     first = closes.bfill().iloc[0]
-    weights = cash / len(closes.columns) * (1 - config.trader.commission) / (first * (1 + config.trader.slippage))
-    return (closes.fillna(first) * weights).sum(axis=1)
+    shares = cash / len(closes.columns) * (1 - config.trader.commission) / (first * (1 + config.trader.slippage))
+    return (closes.fillna(first) * shares).sum(axis=1)

@@ -34,12 +34,18 @@ CREATE TABLE IF NOT EXISTS fills (
     order_id INTEGER PRIMARY KEY REFERENCES orders(id),
     filled_at TEXT NOT NULL, quantity REAL NOT NULL, price REAL NOT NULL, commission REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS positions (symbol TEXT PRIMARY KEY, quantity REAL NOT NULL, avg_price REAL NOT NULL, last_price REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS positions (
+    symbol TEXT PRIMARY KEY, quantity REAL NOT NULL, avg_price REAL NOT NULL, last_price REAL NOT NULL,
+    stop REAL, target REAL, opened_bar TEXT
+);
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, cycle_id TEXT NOT NULL, created_at TEXT NOT NULL, symbol TEXT NOT NULL,
     action TEXT NOT NULL, degraded INTEGER NOT NULL, body TEXT NOT NULL
 );
 """
+
+
+POSITION_COLUMNS = {"stop": "REAL", "target": "REAL", "opened_bar": "TEXT"}
 
 
 def _now() -> str:
@@ -72,25 +78,40 @@ class PaperBroker:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a fill reported is a fill on disk
         self._db.executescript(SCHEMA)
+        self._migrate()
         self._db.execute("INSERT OR IGNORE INTO account (id, cash, initial_cash) VALUES (1, ?, ?)", (initial_cash, initial_cash))
 
     def close(self) -> None:
         self._db.close()
 
+    def _migrate(self) -> None:
+        # ledgers written before positions carried their exit barriers
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(positions)")}
+        for column, kind in POSITION_COLUMNS.items():
+            if column not in have:
+                self._db.execute(f"ALTER TABLE positions ADD COLUMN {column} {kind}")
+
     # ---- trading -------------------------------------------------------------------
-    def submit(self, client_order_id: str, symbol: str, side: str, quantity: float, price: float, decision: dict | None = None) -> Fill:
-        """Fill a market order now, atomically; the same ``client_order_id`` never fills twice."""
+    def submit(self, client_order_id: str, symbol: str, side: str, quantity: float, price: float, decision: dict | None = None,
+               stop: float | None = None, target: float | None = None, bar: str | None = None) -> Fill:
+        """Fill a market order now, atomically; the same ``client_order_id`` never fills twice.
+
+        A buy records the position's ``stop`` / ``target`` and the ``bar`` it was opened on.
+        """
         if quantity <= 0 or price <= 0:
             raise InvalidInput(f"order needs quantity > 0 and price > 0, got {quantity} @ {price}", field="quantity")
         fill_price = price * (1 + self.slippage if side == "buy" else 1 - self.slippage)
         commission = abs(quantity * fill_price) * self.commission
         with self._lock:
-            existing = self._db.execute("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,)).fetchone()
-            if existing is not None:
-                return Fill(existing["id"], client_order_id, existing["symbol"], existing["side"], existing["quantity"],
-                            existing["price"], existing["commission"], duplicate=True)
+            # the duplicate check runs inside the write transaction: another process holding
+            # the same ledger cannot slip the same order in between check and insert
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                existing = self._db.execute("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,)).fetchone()
+                if existing is not None:
+                    self._db.execute("ROLLBACK")
+                    return Fill(existing["id"], client_order_id, existing["symbol"], existing["side"], existing["quantity"],
+                                existing["price"], existing["commission"], duplicate=True)
                 position = self._db.execute("SELECT * FROM positions WHERE symbol = ?", (symbol,)).fetchone()
                 held = position["quantity"] if position else 0.0
                 if side == "sell" and quantity > held + 1e-9:
@@ -112,11 +133,16 @@ class PaperBroker:
                     self._db.execute("DELETE FROM positions WHERE symbol = ?", (symbol,))
                 else:
                     avg = ((position["avg_price"] * held if position else 0.0) + cost) / new_qty if side == "buy" else position["avg_price"]
-                    self._db.execute(
-                        "INSERT INTO positions VALUES (?, ?, ?, ?) ON CONFLICT(symbol) DO UPDATE SET "
-                        "quantity = excluded.quantity, avg_price = excluded.avg_price, last_price = excluded.last_price",
-                        (symbol, new_qty, avg, price),
-                    )
+                    if side == "buy":
+                        self._db.execute(
+                            "INSERT INTO positions (symbol, quantity, avg_price, last_price, stop, target, opened_bar) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(symbol) DO UPDATE SET quantity = excluded.quantity, "
+                            "avg_price = excluded.avg_price, last_price = excluded.last_price, stop = excluded.stop, "
+                            "target = excluded.target, opened_bar = excluded.opened_bar",
+                            (symbol, new_qty, avg, price, stop, target, bar),
+                        )
+                    else:
+                        self._db.execute("UPDATE positions SET quantity = ?, last_price = ? WHERE symbol = ?", (new_qty, price, symbol))
                 self._db.execute("UPDATE account SET cash = cash + ? WHERE id = 1", (delta,))
                 self._db.execute("COMMIT")
             except BaseException:
@@ -137,24 +163,29 @@ class PaperBroker:
             )
 
     # ---- reading -------------------------------------------------------------------
+    def _rows(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        # under the writer's lock: one connection, so a read must not see half an order
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
     def cash(self) -> float:
-        return self._db.execute("SELECT cash FROM account WHERE id = 1").fetchone()["cash"]
+        return self._rows("SELECT cash FROM account WHERE id = 1")[0]["cash"]
 
     def positions(self) -> dict[str, dict]:
-        rows = self._db.execute("SELECT * FROM positions ORDER BY symbol").fetchall()
-        return {r["symbol"]: dict(r) for r in rows}
+        return {r["symbol"]: dict(r) for r in self._rows("SELECT * FROM positions ORDER BY symbol")}
 
     def orders(self, limit: int = 100) -> list[dict]:
-        rows = self._db.execute("SELECT * FROM orders ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        rows = self._rows("SELECT * FROM orders ORDER BY id DESC LIMIT ?", (limit,))
         return [{**dict(r), "decision": json.loads(r["decision"] or "{}")} for r in rows]
 
     def decisions(self, limit: int = 100) -> list[dict]:
-        rows = self._db.execute("SELECT * FROM decisions ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        rows = self._rows("SELECT * FROM decisions ORDER BY id DESC LIMIT ?", (limit,))
         return [{"id": r["id"], "cycle_id": r["cycle_id"], "created_at": r["created_at"], **json.loads(r["body"])} for r in rows]
 
     def portfolio(self) -> dict:
-        account = self._db.execute("SELECT * FROM account WHERE id = 1").fetchone()
-        positions = self.positions()
+        with self._lock:  # cash and positions from one snapshot
+            account = self._db.execute("SELECT * FROM account WHERE id = 1").fetchone()
+            positions = {r["symbol"]: dict(r) for r in self._db.execute("SELECT * FROM positions ORDER BY symbol")}
         market = sum(p["quantity"] * p["last_price"] for p in positions.values())
         equity = account["cash"] + market
         return {

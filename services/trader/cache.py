@@ -2,7 +2,8 @@
 
 Key: ``<prefix>:<symbol>:<model version>:<horizon>:<last bar>``; expiry:
 ``update_frequency`` hours. One forecast request per key is in flight at a time: an
-in-process future per key (one trader) plus a short ``SET NX`` lock (several replicas).
+in-process future per key (one trader) plus a short Redis lock (``SET NX`` with a token,
+redis-py's ``Lock``) for several replicas; a failed fetch releases it and caches nothing.
 If Redis fails, the forecast is fetched directly and the cache is tried again on the
 next call: the redis client reconnects by itself once Redis is back.
 """
@@ -17,7 +18,9 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter
 
 log = logging.getLogger("kryptobot.trader.cache")
-LOCK_SECONDS = 30
+LOCK_SECONDS = 30  # a replica that dies holding the lock blocks the key at most this long
+WAIT_SECONDS = 5  # how long a replica waits for another's forecast before fetching itself
+POLL_SECONDS = 0.05
 
 
 class ForecastCache:
@@ -34,14 +37,19 @@ class ForecastCache:
     async def get_or_fetch(self, key: str, fetch: Callable[[], Awaitable[dict]]) -> tuple[dict, str]:
         """The cached forecast, or ``fetch()``'s result stored; returns (value, 'hit'|'miss'|'bypass')."""
         if key in self._inflight:  # same key already being fetched in this process: share it
-            return await asyncio.shield(self._inflight[key]), "hit"
+            value = await asyncio.shield(self._inflight[key])
+            self.events.labels("hit").inc()  # a hit is an answer without a forecast request of our own
+            return value, "hit"
         future = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
             value, outcome = await self._lookup(key, fetch)
             future.set_result(value)
             return value, outcome
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it themselves
             raise
@@ -49,32 +57,53 @@ class ForecastCache:
             del self._inflight[key]
 
     async def _lookup(self, key: str, fetch) -> tuple[dict, str]:
+        lock = self.redis.lock(key + ":lock", timeout=LOCK_SECONDS, blocking=False)
+        owner = False
         try:
             cached = await self.redis.get(key)
             if cached is not None:
                 self.events.labels("hit").inc()
                 return json.loads(cached), "hit"
-            locked = await self.redis.set(key + ":lock", "1", nx=True, ex=LOCK_SECONDS)
-            if not locked:  # another replica is fetching it: wait briefly for its result
-                for _ in range(20):
-                    await asyncio.sleep(0.05)
-                    cached = await self.redis.get(key)
-                    if cached is not None:
-                        self.events.labels("hit").inc()
-                        return json.loads(cached), "hit"
+            owner = await lock.acquire()
+            if not owner:  # another replica is fetching it: wait for its result
+                cached = await self._wait_for(key)
+                if cached is not None:
+                    self.events.labels("hit").inc()
+                    return json.loads(cached), "hit"
+                # it is slow or died holding the lock: fetch too (one extra request, not a stall)
         except (aioredis.RedisError, OSError) as exc:
             self.events.labels("error").inc()
             log.warning("forecast cache unavailable, calling the forecast service directly: %s", exc)
             return await fetch(), "bypass"
         self.events.labels("miss").inc()
-        value = await fetch()
+        try:
+            value = await fetch()
+            await self._store(key, value)
+        finally:
+            if owner:
+                await self._release(lock)
+        return value, "miss"
+
+    async def _wait_for(self, key: str) -> bytes | None:
+        for _ in range(int(WAIT_SECONDS / POLL_SECONDS)):
+            await asyncio.sleep(POLL_SECONDS)
+            cached = await self.redis.get(key)
+            if cached is not None:
+                return cached
+        return None
+
+    async def _store(self, key: str, value: dict) -> None:
         try:
             await self.redis.set(key, json.dumps(value), ex=self.ttl_seconds)
-            await self.redis.delete(key + ":lock")
         except (aioredis.RedisError, OSError) as exc:
             self.events.labels("error").inc()
             log.warning("could not store forecast in the cache: %s", exc)
-        return value, "miss"
+
+    async def _release(self, lock) -> None:
+        try:
+            await lock.release()  # only our own token: a lock that expired and was retaken stays
+        except (aioredis.RedisError, OSError) as exc:
+            log.warning("could not release forecast cache lock: %s", exc)
 
     async def ping(self) -> bool:
         try:

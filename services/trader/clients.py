@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -19,13 +20,19 @@ class _Retryable(Exception):
 
 @dataclass
 class CircuitBreaker:
-    """closed -> (``threshold`` failures in a row) -> open for ``reset_after`` s -> half-open (one try)."""
+    """closed -> (``threshold`` failures in a row) -> open for ``reset_after`` s -> half-open.
+
+    Half-open lets one trial call through (the others fail fast while it runs): its
+    success closes the circuit, its failure opens it again. A trial that never reports
+    (cancelled) is given up after ``reset_after`` s so the circuit cannot stick open.
+    """
 
     threshold: int = 3
     reset_after: float = 10.0
     failures: int = 0
     opened_at: float | None = None
-    clock: object = field(default=time.monotonic, repr=False)
+    trial_started: float | None = None
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     @property
     def state(self) -> str:
@@ -34,15 +41,25 @@ class CircuitBreaker:
         return "half-open" if self.clock() - self.opened_at >= self.reset_after else "open"
 
     def allow(self) -> bool:
-        return self.state != "open"
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "open":
+            return False
+        now = self.clock()
+        if self.trial_started is not None and now - self.trial_started < self.reset_after:
+            return False  # a trial is already in flight
+        self.trial_started = now
+        return True
 
     def success(self) -> None:
-        self.failures, self.opened_at = 0, None
+        self.failures, self.opened_at, self.trial_started = 0, None, None
 
     def failure(self) -> None:
         self.failures += 1
-        if self.failures >= self.threshold or self.state == "half-open":
+        if self.failures >= self.threshold or self.trial_started is not None:
             self.opened_at = self.clock()
+        self.trial_started = None
 
 
 class ModelClient:

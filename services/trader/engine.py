@@ -6,21 +6,28 @@ Symbols are processed concurrently; each asks only the services its decision can
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from kryptobot.data import get_provider
 from kryptobot.errors import KryptoError, ServiceUnavailable
 from services.trader.broker import PaperBroker
 from services.trader.cache import ForecastCache
 from services.trader.clients import ModelClient
-from services.trader.decisions import Layers, ModelOutputs, decide
-from services.trader.market import SymbolView, view
+from services.trader.decisions import Holding, Layers, ModelOutputs, decide, outputs_from
+from services.trader.market import MODEL_BARS, SymbolView, view
 from services.trader.settings import TraderConfig, TraderEnv
 
 log = logging.getLogger("kryptobot.trader.insight")
-MODEL_BARS = 200  # >= the feature pipeline's 154 bars and the forecaster's sequence_length + 1
+
+
+@dataclass(frozen=True)
+class ForecastModels:
+    version: str  # 'gru-v1+lstm-v2': a new version is a new cache key
+    horizon: int  # bars ahead of the combined forecast
+    bars: int  # bars to send: the longest window + 1, at least MODEL_BARS
 
 
 class Engine:
@@ -37,25 +44,27 @@ class Engine:
         layers = layers or Layers.from_config(self.config)
         symbols = symbols or self.config.trader.watchlist
         views = await asyncio.gather(
-            *(asyncio.to_thread(view, self.provider, s, self.config.trader.history_bars, as_of) for s in symbols)
+            *(asyncio.to_thread(self._view, s, as_of) for s in symbols)
         )
-        forecast_version = await self._forecast_version(layers, cycle_id)
+        forecast_models = await self._forecast_models(layers, cycle_id)
         held = self.broker.positions()
-        outputs = await asyncio.gather(*(self._ask(v, v.symbol in held, layers, forecast_version, cycle_id) for v in views))
+        outputs = await asyncio.gather(*(self._ask(v, v.symbol in held, layers, forecast_models, cycle_id) for v in views))
         await asyncio.to_thread(self.broker.mark, {v.symbol: v.last_close for v in views if v.symbol in held})
         decisions, orders = [], []
         for v, out in zip(views, outputs):
-            decision = decide(v.symbol, v.technical, v.symbol in held, out, self.config, layers)
-            body = {**asdict(decision), "last_bar": v.last_timestamp.isoformat(), "price": v.last_close, "layers": layers.enabled()}
+            decision = decide(v.symbol, v.technical, _holding(held.get(v.symbol), v), v.last_close, v.atr, out, self.config, layers)
+            body = {**asdict(decision), "last_bar": v.last_timestamp.isoformat(), "layers": layers.enabled()}
             order = await asyncio.to_thread(self._execute, body, v)
             if order is not None:
                 body["order"] = order
                 orders.append(order)
             await asyncio.to_thread(self.broker.record_decision, cycle_id, body)
-            log.info("ML insight %s: %s (%s)", v.symbol, decision.action, ", ".join(decision.rules),
-                     extra={"request_id": cycle_id})
+            log_insight(body, cycle_id)
             decisions.append(body)
         return {"cycle_id": cycle_id, "decisions": decisions, "orders": orders, "degraded": any(d["degraded"] for d in decisions)}
+
+    def _view(self, symbol: str, as_of) -> SymbolView:
+        return view(self.provider, symbol, self.config.trader.history_bars, self.config.trader.strategy, as_of)
 
     def _execute(self, decision: dict, v: SymbolView) -> dict | None:
         """Turn a buy/sell decision into an idempotent paper order (one per symbol, bar and action)."""
@@ -69,22 +78,29 @@ class Engine:
         else:
             quantity = self.broker.positions()[v.symbol]["quantity"]
         try:
-            fill = self.broker.submit(client_order_id, v.symbol, action, quantity, v.last_close, decision={"rules": decision["rules"]})
+            fill = self.broker.submit(client_order_id, v.symbol, action, quantity, v.last_close, decision={"rules": decision["rules"]},
+                                      stop=decision["stop"], target=decision["target"], bar=v.last_timestamp.isoformat())
         except KryptoError as exc:
             decision["rules"].append(f"order_rejected:{exc.message}")
             return None
         return asdict(fill)
 
-    async def _forecast_version(self, layers: Layers, request_id: str) -> str | None:
+    async def _forecast_models(self, layers: Layers, request_id: str) -> ForecastModels | None:
+        """The forecast service's active models (one GET /model per cycle), for the cache key."""
         if not layers.forecast:
             return None
         try:
             models = (await self.clients["forecast"].model(request_id))["models"]
-            return "+".join(sorted(m["version"] for m in models))
-        except (ServiceUnavailable, KryptoError):
+        except KryptoError:
             return None
+        params = [m.get("params") or {} for m in models]
+        return ForecastModels(
+            version="+".join(sorted(m["version"] for m in models)),
+            horizon=min(p.get("forecast_horizon", self.config.forecasting.forecast_horizon) for p in params),
+            bars=max([MODEL_BARS] + [p.get("sequence_length", 0) + 1 for p in params]),
+        )
 
-    async def _ask(self, v: SymbolView, holding: bool, layers: Layers, forecast_version: str | None, request_id: str) -> ModelOutputs:
+    async def _ask(self, v: SymbolView, holding: bool, layers: Layers, forecast: ForecastModels | None, request_id: str) -> ModelOutputs:
         entry = v.technical == "buy" and not holding
         calls = {}
         if entry and layers.signal:
@@ -92,10 +108,9 @@ class Engine:
         if entry and layers.ensemble:
             calls["ensemble"] = self._classifier("ensemble", v, request_id)
         if entry and layers.anomaly:
-            calls["anomaly"] = self.clients["anomaly"].predict(
-                {"instances": [{"symbol": v.symbol, "bars": v.bars_json(MODEL_BARS)}], "options": {"last_only": True}}, request_id)
+            calls["anomaly"] = self._anomaly(v, request_id)
         if layers.forecast:
-            calls["forecast"] = self._forecast(v, forecast_version, request_id)
+            calls["forecast"] = self._forecast(v, forecast, request_id)
         results = await asyncio.gather(*calls.values(), return_exceptions=True)
         values, unavailable = {}, []
         for name, result in zip(calls, results):
@@ -112,30 +127,32 @@ class Engine:
         body = {"instances": [{"symbol": v.symbol, "side": "buy", "bars": v.bars_json(MODEL_BARS)}]}
         return (await self.clients[name].predict(body, request_id))["predictions"][0]
 
-    async def _forecast(self, v: SymbolView, version: str | None, request_id: str) -> dict:
-        if version is None:
-            raise ServiceUnavailable("forecast service has no answer for its model version", field="forecast")
-        body = {"instances": [{"symbol": v.symbol, "bars": v.bars_json(MODEL_BARS)}]}
+    async def _anomaly(self, v: SymbolView, request_id: str) -> dict:
+        body = {"instances": [{"symbol": v.symbol, "bars": v.bars_json(MODEL_BARS)}], "options": {"last_only": True}}
+        return (await self.clients["anomaly"].predict(body, request_id))["predictions"][0]
+
+    async def _forecast(self, v: SymbolView, models: ForecastModels | None, request_id: str) -> dict:
+        if models is None:
+            raise ServiceUnavailable("the forecast service did not say which models it serves", field="forecast")
+        body = {"instances": [{"symbol": v.symbol, "bars": v.bars_json(models.bars)}]}
 
         async def fetch() -> dict:
             return (await self.clients["forecast"].predict(body, request_id))["predictions"][0]["combined"]
 
-        key = self.cache.key(v.symbol, version, self.config.forecasting.forecast_horizon, v.last_timestamp.isoformat())
+        key = self.cache.key(v.symbol, models.version, models.horizon, v.last_timestamp.isoformat())
         value, _ = await self.cache.get_or_fetch(key, fetch)
         return value
 
 
-def outputs_from(values: dict, unavailable: tuple[str, ...]) -> ModelOutputs:
-    """ModelOutputs from the services' prediction JSON (one per service name)."""
-    ensemble = values.get("ensemble")
-    anomaly = values.get("anomaly")
-    forecast = values.get("forecast")
-    return ModelOutputs(
-        signal_probability=values["signal"]["probability"] if "signal" in values else None,
-        ensemble_score=None if ensemble is None else (ensemble["probability"] if ensemble["probability"] is not None else ensemble["vote_share"]),
-        anomaly=None if anomaly is None else anomaly["predictions"][0]["anomaly"],
-        anomaly_score=None if anomaly is None else anomaly["predictions"][0]["score"],
-        forecast_trend=None if forecast is None else forecast["trend"],
-        forecast_confidence=None if forecast is None else forecast["confidence"],
-        unavailable=unavailable,
-    )
+def _holding(position: dict | None, v: SymbolView) -> Holding | None:
+    if position is None:
+        return None
+    return Holding(position["avg_price"], position["stop"], position["target"], v.bars_since(position["opened_bar"]))
+
+
+def log_insight(decision: dict, request_id: str) -> None:
+    """One structured line per decision: the JSON document after ``ml_insight`` says what
+    each model answered and which rules fired, so logs can be searched and aggregated."""
+    insight = {k: decision[k] for k in ("symbol", "action", "technical", "price", "size_fraction", "rules", "degraded",
+                                         "unavailable", "outputs", "last_bar", "layers")}
+    log.info("ml_insight %s", json.dumps(insight, default=str), extra={"request_id": request_id})

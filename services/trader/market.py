@@ -1,25 +1,32 @@
-"""What the trader sees of a symbol: recent bars, features and the technical signal.
+"""What the trader sees of a symbol: recent bars, the technical signal and the ATR.
 
-The same functions serve a live cycle (the last bar) and a backtest (every bar).
+The same function serves a live cycle (its last bar) and a backtest (every bar).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from kryptobot.data import MarketDataProvider
-from kryptobot.features import FeatureParams, build_features
-from kryptobot.labels import LabelParams, primary_signals
+from kryptobot.errors import InvalidInput
+from kryptobot.features import build_features
+from kryptobot.labels import atr_abs, primary_signals
 from kryptobot.schemas import Bars
+from services.trader.settings import StrategySettings
+
+MODEL_BARS = 200  # bars sent to the services: >= the feature pipeline's 154 and the forecaster's sequence_length + 1
 
 
-def technical_sides(bars: pd.DataFrame, features: pd.DataFrame) -> pd.Series:
-    """'buy' / 'sell' / 'none' per bar from the primary technical strategy (past data only)."""
-    events = primary_signals(bars, features, LabelParams())
-    sides = pd.Series("none", index=bars.index, dtype=object)
-    sides.iloc[events["index"].to_numpy()] = ["buy" if s > 0 else "sell" for s in events["side"]]
-    return sides
+def strategy_signals(bars: pd.DataFrame, strategy: StrategySettings) -> pd.DataFrame:
+    """Per bar (past data only): ``side`` 'buy' / 'sell' / 'none' of the primary technical
+    strategy, and ``atr`` in price units (NaN during its warm-up)."""
+    features = build_features(bars, strategy.feature_params())
+    events = primary_signals(bars, features, strategy.label_params())
+    sides = np.full(len(bars), "none", dtype=object)
+    sides[events["index"].to_numpy()] = np.where(events["side"].to_numpy() > 0, "buy", "sell")
+    return pd.DataFrame({"side": sides, "atr": atr_abs(bars, strategy.atr_period)}, index=bars.index)
 
 
 @dataclass
@@ -27,15 +34,25 @@ class SymbolView:
     symbol: str
     bars: pd.DataFrame
     technical: str
+    atr: float | None
     last_close: float
     last_timestamp: pd.Timestamp
 
     def bars_json(self, n: int) -> dict:
         return Bars.from_frame(self.bars.tail(n)).model_dump(mode="json")
 
+    def bars_since(self, timestamp: str | None) -> int:
+        """Bars closed after ``timestamp`` (a position's entry bar), up to this view's last."""
+        if timestamp is None:
+            return 0
+        return int((self.bars["timestamp"] > pd.Timestamp(timestamp)).sum())
 
-def view(provider: MarketDataProvider, symbol: str, history_bars: int, as_of=None) -> SymbolView:
+
+def view(provider: MarketDataProvider, symbol: str, history_bars: int, strategy: StrategySettings, as_of=None) -> SymbolView:
     bars = provider.get_bars(symbol, end=as_of).tail(history_bars).reset_index(drop=True)
-    features = build_features(bars, FeatureParams())
-    sides = technical_sides(bars, features)
-    return SymbolView(symbol, bars, str(sides.iat[-1]), float(bars["close"].iat[-1]), bars["timestamp"].iat[-1])
+    if len(bars) < MODEL_BARS:
+        raise InvalidInput(f"{symbol} has {len(bars)} bars up to {as_of or 'now'}; a decision needs {MODEL_BARS}", field="as_of")
+    signals = strategy_signals(bars, strategy)
+    atr = float(signals["atr"].iat[-1])
+    return SymbolView(symbol, bars, str(signals["side"].iat[-1]), atr if np.isfinite(atr) else None,
+                      float(bars["close"].iat[-1]), bars["timestamp"].iat[-1])

@@ -5,9 +5,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from kryptobot.data.base import Symbol
+from kryptobot.features import FeatureParams
+from kryptobot.labels import PRIMARY_RULES, LabelParams
 from kryptobot.settings import (
     EnsembleSettings,
     ForecastingSettings,
@@ -19,11 +21,51 @@ from kryptobot.settings import (
 )
 
 
+class StrategySettings(FileSettings):
+    """The primary technical strategy (:func:`kryptobot.labels.primary_signals`).
+
+    The defaults are the ones the signal and ensemble models are trained on: a model
+    scores the signals of the strategy it learned, so change these together with theirs.
+    """
+
+    rules: list[Literal[PRIMARY_RULES]] = Field(default_factory=lambda: list(PRIMARY_RULES), min_length=1)  # type: ignore[valid-type]
+    rsi_period: int = Field(14, ge=2, le=200)
+    rsi_oversold: float = Field(30.0, gt=0, lt=100)
+    rsi_overbought: float = Field(70.0, gt=0, lt=100)
+    macd_fast: int = Field(12, ge=2, le=200)
+    macd_slow: int = Field(26, ge=3, le=400)
+    macd_signal: int = Field(9, ge=2, le=200)
+    bb_period: int = Field(20, ge=2, le=200)
+    bb_std: float = Field(2.0, gt=0, le=10)
+    # exits: the defaults are the signal models' triple-barrier labels (LabelConfig)
+    atr_period: int = Field(14, ge=2, le=200)
+    take_profit_atr: float = Field(2.0, ge=0, le=20, description="target this many ATRs above the entry (0 = none)")
+    stop_loss_atr: float = Field(2.0, ge=0, le=20, description="stop this many ATRs below the entry (0 = none)")
+    max_holding_bars: int = Field(10, ge=0, le=1000, description="exit after this many bars (0 = no limit)")
+    exit_on_sell_signal: bool = Field(True, description="a technical sell closes a long position")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "StrategySettings":
+        if self.rsi_oversold >= self.rsi_overbought:
+            raise ValueError("rsi_oversold must be below rsi_overbought")
+        if self.macd_fast >= self.macd_slow:
+            raise ValueError("macd_fast must be shorter than macd_slow")
+        return self
+
+    def feature_params(self) -> FeatureParams:
+        return FeatureParams(rsi_period=self.rsi_period, macd_fast=self.macd_fast, macd_slow=self.macd_slow,
+                             macd_signal=self.macd_signal, bb_period=self.bb_period, bb_std=self.bb_std)
+
+    def label_params(self) -> LabelParams:
+        return LabelParams(rsi_oversold=self.rsi_oversold, rsi_overbought=self.rsi_overbought, rules=tuple(self.rules))
+
+
 class TraderSettings(FileSettings):
     """``config/trader_settings.json``: watchlist, strategy, risk and fault policies."""
 
     watchlist: list[Symbol] = Field(default_factory=lambda: ["SPY", "QQQ", "AAPL", "MSFT", "AMZN", "GOOGL", "META", "TSLA"], min_length=1, max_length=100)
     data_source: Literal["synthetic", "csv", "sample"] = "synthetic"
+    strategy: StrategySettings = Field(default_factory=StrategySettings)
     history_bars: int = Field(400, ge=200, le=5000, description="bars loaded per symbol each cycle")
     initial_cash: float = Field(100_000.0, gt=0)
     base_position_fraction: float = Field(0.08, gt=0, le=1, description="equity fraction of a plain technical entry")

@@ -8,12 +8,14 @@ import httpx
 import pytest
 
 from kryptobot.models.anomaly import AnomalyService
+from kryptobot.models.anomaly_windows import min_bars
 from tests.live import wait_for_job
 
 pytestmark = pytest.mark.tf
 
 FACTORY = "services.anomaly.app:create_app"
 WINDOW = 20
+MIN_BARS = min_bars(WINDOW)
 SMALL_TRAIN = {
     "data": {"source": "synthetic", "symbols": ["SYNA", "SYNB"], "start": "2018-01-01", "end": "2022-12-31"},
     "epochs": 3,
@@ -52,7 +54,7 @@ def trained(client):
     return record, seen
 
 
-def _instance(n: int = 80, **overrides) -> dict:
+def _instance(n: int = 60, **overrides) -> dict:
     bars = {k: list(v)[-n:] for k, v in AnomalyService.predict_example()["instances"][0]["bars"].items()}
     for key, (index, value) in overrides.items():
         bars[key][index] = value
@@ -103,7 +105,7 @@ def test_predict_example_scores_every_window(client, trained):
     n_bars = len(AnomalyService.predict_example()["instances"][0]["bars"]["close"])
     cols = pred["windows"]
     assert pred["symbol"] == "SYNA" and pred["window"] == WINDOW
-    assert len(cols["timestamp"]) == len(cols["error"]) == len(cols["anomaly"]) == n_bars - WINDOW
+    assert len(cols["timestamp"]) == len(cols["error"]) == len(cols["anomaly"]) == n_bars - MIN_BARS + 1
     for error, score, flag in zip(cols["error"], cols["score"], cols["anomaly"]):
         assert score == pytest.approx(error / pred["threshold"], rel=1e-5)
         assert flag == (error > pred["threshold"])
@@ -113,7 +115,7 @@ def test_predict_example_scores_every_window(client, trained):
 
 def test_last_only_scores_the_latest_window_the_same(client, trained):
     full = client.post("/predict", json={"instances": [_instance()]}).json()["predictions"][0]
-    last = client.post("/predict", json={"instances": [_instance(), _instance(n=WINDOW + 1)], "options": {"last_only": True}})
+    last = client.post("/predict", json={"instances": [_instance(), _instance(n=MIN_BARS)], "options": {"last_only": True}})
     assert last.status_code == 200, last.text
     for pred in last.json()["predictions"]:
         assert len(pred["windows"]["error"]) == 1
@@ -124,7 +126,7 @@ def test_last_only_scores_the_latest_window_the_same(client, trained):
 @pytest.mark.parametrize(
     ("instance", "field_part", "words"),
     [
-        (_instance(n=WINDOW), "instances[0].bars", "too few"),
+        (_instance(n=MIN_BARS - 1), "instances[0].bars", "too few"),
         (_instance(close=(-3, float("nan"))), "instances[0].bars.close", ""),
         (_instance(close=(-3, 0.0)), "instances[0].bars.close", "negative"),
         (_instance(low=(5, -2.0)), "instances[0].bars.low", "negative"),

@@ -17,17 +17,17 @@ TINY = {
 }
 
 
-def start_model_services(start_server) -> dict:
+def start_model_services(start_server, bodies: dict[str, dict] = TINY) -> dict:
     """Start and train the four model services (training jobs run in parallel)."""
-    servers = {name: start_server(f"services.{name}.app:create_app") for name in TINY}
+    servers = {name: start_server(f"services.{name}.app:create_app") for name in bodies}
     jobs = {}
     for name, server in servers.items():
-        resp = httpx.post(f"{server.url}/train", json=TINY[name], timeout=30)
+        resp = httpx.post(f"{server.url}/train", json=bodies[name], timeout=30)
         assert resp.status_code == 202, resp.text
         jobs[name] = resp.json()["id"]
     for name, server in servers.items():
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            job = wait_for_job(client, jobs[name], timeout=600)
+            job = wait_for_job(client, jobs[name], timeout=3600)
             assert job["state"] == "succeeded", (name, job)
     return servers
 

@@ -37,3 +37,40 @@ def test_slippage_is_paid_on_both_sides(tmp_path):
     broker = PaperBroker(tmp_path / "l.sqlite", 10_000, commission=0.0, slippage=0.01)
     assert broker.submit("a", "SPY", "buy", 1, 100.0).price == pytest.approx(101.0)
     assert broker.submit("b", "SPY", "sell", 1, 100.0).price == pytest.approx(99.0)
+
+
+def test_two_brokers_on_one_ledger_fill_an_order_once(tmp_path):
+    """Two trader processes sharing a ledger (here: two connections, racing threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "shared.sqlite"
+    brokers = [PaperBroker(path, 10_000, commission=0.0, slippage=0.0) for _ in range(2)]
+    with ThreadPoolExecutor(8) as pool:
+        fills = list(pool.map(lambda i: brokers[i % 2].submit("QQQ:2024-01-02:buy", "QQQ", "buy", 5, 100.0), range(8)))
+    assert sum(not f.duplicate for f in fills) == 1 and len({f.order_id for f in fills}) == 1
+    assert brokers[0].positions()["QQQ"]["quantity"] == 5 and brokers[1].cash() == 9_500
+
+
+def test_the_ledger_is_in_wal_mode(tmp_path):
+    import sqlite3
+
+    PaperBroker(tmp_path / "l.sqlite", 1_000, commission=0.0, slippage=0.0).close()
+    assert sqlite3.connect(tmp_path / "l.sqlite").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_position_keeps_its_barriers_and_entry_bar(tmp_path):
+    broker = PaperBroker(tmp_path / "l.sqlite", 10_000, commission=0.0, slippage=0.0)
+    broker.submit("a", "SPY", "buy", 10, 100.0, stop=96.0, target=104.0, bar="2024-01-02T00:00:00")
+    position = broker.positions()["SPY"]
+    assert (position["stop"], position["target"], position["opened_bar"]) == (96.0, 104.0, "2024-01-02T00:00:00")
+
+
+def test_a_ledger_from_before_the_barriers_is_migrated(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE positions (symbol TEXT PRIMARY KEY, quantity REAL NOT NULL, avg_price REAL NOT NULL, last_price REAL NOT NULL)")
+        db.execute("INSERT INTO positions VALUES ('SPY', 1, 100, 100)")
+    broker = PaperBroker(path, 10_000, commission=0.0, slippage=0.0)
+    assert broker.positions()["SPY"]["stop"] is None

@@ -40,6 +40,40 @@ async def test_ttl_and_single_flight(cache):
     assert outcome == "hit" and calls == 1
 
 
+async def test_single_flight_across_replicas(cache, redis_url):
+    """Two traders (two caches, one Redis): the SET NX lock lets only one of them fetch."""
+    other = ForecastCache(redis_url, ttl_hours=2, prefix=cache.prefix)
+    calls = 0
+
+    async def fetch():
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.2)
+        return {"trend": -0.01}
+
+    key = cache.key("QQQ", "gru-v1", 5, "2024-01-02T00:00:00")
+    (a, first), (b, second) = await asyncio.gather(cache.get_or_fetch(key, fetch), other.get_or_fetch(key, fetch))
+    await other.close()
+    assert calls == 1 and a == b == {"trend": -0.01}
+    assert sorted([first, second]) == ["hit", "miss"]
+    assert await cache.redis.get(key + ":lock") is None  # released once the value is stored
+
+
+async def test_a_failed_fetch_is_not_cached_and_releases_the_lock(cache):
+    async def broken():
+        raise ServiceUnavailable("forecast down", field="forecast")
+
+    key = cache.key("SPY", "gru-v1", 5, "2024-01-03T00:00:00")
+    with pytest.raises(ServiceUnavailable):
+        await cache.get_or_fetch(key, broken)
+    assert await cache.redis.get(key) is None and await cache.redis.get(key + ":lock") is None
+
+    async def fetch():
+        return {"trend": 0.0}
+
+    assert await cache.get_or_fetch(key, fetch) == ({"trend": 0.0}, "miss")
+
+
 async def test_unreachable_redis_falls_back_to_the_service():
     cache = ForecastCache(f"redis://127.0.0.1:{free_port()}/0", ttl_hours=1)
 
@@ -65,6 +99,17 @@ def test_circuit_breaker_opens_and_half_opens():
     now[0] = 22
     breaker.success()
     assert breaker.state == "closed"
+
+
+def test_half_open_lets_one_trial_through():
+    now = [0.0]
+    breaker = CircuitBreaker(threshold=1, reset_after=5, clock=lambda: now[0])
+    breaker.failure()
+    now[0] = 6
+    assert breaker.allow()  # the trial
+    assert not breaker.allow() and not breaker.allow()  # the others fail fast while it runs
+    breaker.success()
+    assert breaker.state == "closed" and breaker.allow()
 
 
 async def test_client_retries_then_opens_its_circuit():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+import uuid
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ import redis
 from tests.live import free_port
 from tests.services.trader.stack import start_model_services, trader_env
 
-PREFIX = "test-trader:forecast"
+PREFIX = f"test-trader-{uuid.uuid4().hex[:8]}:forecast"  # own keys: parallel runs share the test Redis
 TRADER = "services.trader.app:create_app"
 
 
@@ -27,11 +28,11 @@ def models(start_server):
 
 @pytest.fixture(scope="module")
 def trader(start_server, models, redis_url, tmp_path_factory):
+    env = trader_env(models, redis_url, tmp_path_factory.mktemp("trader"), PREFIX)
+    yield start_server(TRADER, env=env)
     client = redis.Redis.from_url(redis_url)
     for key in client.scan_iter(f"{PREFIX}:*"):
         client.delete(key)
-    env = trader_env(models, redis_url, tmp_path_factory.mktemp("trader"), PREFIX)
-    return start_server(TRADER, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -73,19 +74,26 @@ def test_request_id_is_propagated_to_the_model_services(client, models):
 
 
 def test_backtest_report_compares_modes_after_the_training_period(client):
-    resp = client.post("/backtest", json={"symbols": ["SPY", "QQQ"], "end": "2023-12-31"})
+    resp = client.post("/backtest", json={"symbols": ["SPY", "QQQ"], "start": "2019-01-01", "end": "2023-12-31"})
     assert resp.status_code == 200, resp.text
     report = resp.json()
+    # the models saw data up to 2021: the replay starts after it, and says it moved the start
     assert report["models_trained_until"] == "2021-12-31" and report["start"] >= "2022-01-01"
+    assert "2019-01-01" in report["note"]
+    assert report["layers_available"] == ["signal", "ensemble", "anomaly", "forecast"]
     assert set(report["results"]) == {"technical", "signal", "ensemble", "anomaly", "forecast", "all", "buy_and_hold"}
     for metrics in report["results"].values():
         assert {"total_return", "cagr", "sharpe", "max_drawdown", "win_rate", "trades", "exposure"} <= set(metrics)
+        assert metrics.get("degraded_decisions", 0) == 0  # every service answered every batch
     assert report["results"]["technical"]["trades"] > 0
     png = client.get("/reports/equity_curve.png")
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     assert client.get("/reports/backtest_report.json").json()["id"] == report["id"]
     bad = client.post("/backtest", json={"modes": ["technical", "astrology"]})
     assert bad.status_code == 422 and bad.json()["field"] == "modes"
+    for body in ({"start": "next tuesday"}, {"start": "2023-06-01", "end": "2023-01-01"}):
+        bad = client.post("/backtest", json=body)
+        assert bad.status_code == 422 and bad.json()["field"] == "start", bad.text
 
 
 def test_a_stopped_model_service_degrades_decisions_and_recovers(client, models):

@@ -1,0 +1,59 @@
+"""The backtest's replay, without services: same rules and same signals as a live cycle."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kryptobot.data import get_provider
+from kryptobot.features import FeatureParams
+from services.trader.backtest import MODES, _history, _simulate
+from services.trader.market import view
+from services.trader.settings import TraderConfig
+
+CONFIG = TraderConfig.load(Path(__file__).resolve().parents[3] / "config")
+PROVIDER = get_provider("synthetic")
+STRATEGY = CONFIG.trader.strategy
+
+
+@pytest.fixture(scope="module")
+def histories():
+    return {s: _history(PROVIDER, s, pd.Timestamp("2022-01-01"), pd.Timestamp("2023-12-31"), FeatureParams(), STRATEGY)
+            for s in ("SPY", "QQQ", "AAPL")}
+
+
+def test_backtest_signals_are_the_live_cycle_signals(histories):
+    """No look-ahead: the signal the backtest acts on at a bar is what a live cycle on that day saw."""
+    h = histories["SPY"]
+    days = h.bars["timestamp"]
+    for i in range(0, len(days), 37):
+        live = view(PROVIDER, "SPY", CONFIG.trader.history_bars, STRATEGY, as_of=days.iat[i])
+        assert live.last_timestamp == days.iat[i]
+        assert live.technical == h.signals["side"].iat[i], days.iat[i]
+        assert live.atr == pytest.approx(h.signals["atr"].iat[i], rel=1e-9)
+
+
+def _with_policy(policy: str) -> TraderConfig:
+    return TraderConfig(CONFIG.trader.model_copy(update={"unavailable_policy": policy}), CONFIG.ml, CONFIG.ensemble, CONFIG.forecasting)
+
+
+def test_missing_services_follow_the_unavailable_policy(histories):
+    traded = {s: h.bars for s, h in histories.items()}
+    technical = _simulate(histories, traded, CONFIG, MODES["technical"], 100_000)
+    assert technical.trades and technical.degraded == 0
+    fallback = _simulate(histories, traded, _with_policy("technical"), MODES["all"], 100_000)
+    # no service answered: every decision is degraded, and the rules trade on the technical signal
+    assert fallback.degraded > 0
+    pd.testing.assert_series_equal(fallback.equity, technical.equity)
+    skipped = _simulate(histories, traded, _with_policy("skip"), MODES["all"], 100_000)
+    assert skipped.trades == [] and skipped.equity.iat[-1] == 100_000
+
+
+def test_costs_are_charged(histories):
+    traded = {s: h.bars for s, h in histories.items()}
+    free = TraderConfig(CONFIG.trader.model_copy(update={"commission": 0.0, "slippage": 0.0}), CONFIG.ml, CONFIG.ensemble, CONFIG.forecasting)
+    with_costs = _simulate(histories, traded, CONFIG, MODES["technical"], 100_000)
+    without = _simulate(histories, traded, free, MODES["technical"], 100_000)
+    assert len(with_costs.trades) == len(without.trades)
+    assert with_costs.equity.iat[-1] < without.equity.iat[-1]

@@ -1,0 +1,58 @@
+"""The trader with every model service unreachable: it keeps answering, on the technical
+signal or not at all (the unavailable-service policy), and its scheduler runs cycles."""
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+from tests.live import free_port
+
+TRADER = "services.trader.app:create_app"
+DAYS = ["2023-03-01", "2023-03-08", "2023-03-15", "2023-03-22"]
+
+
+def _env(tmp_path, redis_url: str, **settings) -> dict:
+    dead = {f"KRYPTOBOT_{name.upper()}_URL": f"http://127.0.0.1:{free_port()}" for name in ("signal", "ensemble", "anomaly", "forecast")}
+    return {
+        **dead,
+        "KRYPTOBOT_REDIS_URL": redis_url,
+        "KRYPTOBOT_LEDGER_PATH": str(tmp_path / "ledger.sqlite"),
+        "KRYPTOBOT_REPORTS_DIR": str(tmp_path / "reports"),
+        "KRYPTOBOT_CACHE_PREFIX": "test-trader-nomodels:forecast",
+        **{f"KRYPTOBOT_TRADER_SETTINGS__{k.upper()}": json.dumps(v) for k, v in settings.items()},
+    }
+
+
+def test_scheduled_cycles_fall_back_to_the_technical_signal(start_server, redis_url, tmp_path):
+    trader = start_server(TRADER, env=_env(tmp_path, redis_url, schedule_minutes=0.01, unavailable_policy="technical"))
+    with httpx.Client(base_url=trader.url, timeout=60) as client:
+        deadline = time.monotonic() + 30
+        decisions = []
+        while time.monotonic() < deadline and len(decisions) < 24:  # three scheduled cycles of 8 symbols
+            time.sleep(0.5)
+            decisions = client.get("/decisions", params={"limit": 100}).json()
+        assert len({d["cycle_id"] for d in decisions}) >= 3, "the scheduler ran no cycles"
+        assert all(d["degraded"] and "forecast" in d["unavailable"] for d in decisions)
+        ready = client.get("/health/ready").json()
+        # one failed GET /model per cycle: after three the breaker stops calling the dead service
+        assert ready["services"]["forecast"] in ("open", "half-open")
+        # a day with technical entries: they are taken, marked as a fallback
+        body = client.post("/cycle", json={"as_of": "2023-03-15", "layers": ["signal", "ensemble", "anomaly", "forecast"]}).json()
+        assert body["degraded"]
+        fallbacks = [d for d in body["decisions"] if any(r.startswith("service_unavailable_technical_fallback") for r in d["rules"])]
+        assert all(d["action"] == "buy" for d in fallbacks)
+
+
+def test_skip_policy_takes_no_entry_without_the_models(start_server, redis_url, tmp_path):
+    trader = start_server(TRADER, env=_env(tmp_path, redis_url, unavailable_policy="skip"))
+    with httpx.Client(base_url=trader.url, timeout=60) as client:
+        buys = []
+        for day in DAYS:
+            body = client.post("/cycle", json={"as_of": day}).json()
+            assert body["degraded"]
+            buys += [d for d in body["decisions"] if d["technical"] == "buy"]
+        assert buys, "no technical entry in the sampled days"
+        assert all(d["action"] == "skip" and d["rules"][-1].startswith("service_unavailable_skip") for d in buys)
+        assert client.get("/orders").json() == []
+        assert client.post("/cycle", json={"as_of": "1999-01-04"}).json()["field"] == "as_of"
