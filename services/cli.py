@@ -214,8 +214,27 @@ def run_bot(ml: Annotated[bool | None, typer.Option("--ml/--no-ml", help="signal
             forecast: Annotated[bool | None, typer.Option("--forecast/--no-forecast", help="no layer flag: the trader's settings")] = None,
             every: Annotated[float, typer.Option(help="minutes between cycles (0 = one cycle)")] = 0,
             as_of: Annotated[str | None, typer.Option(help="decide on bars up to this day")] = None,
-            symbols: Annotated[str | None, typer.Option(help="space- or comma-separated (default: the trader's watchlist)")] = None) -> None:
-    """Run trader cycles with the chosen ML layers (start_ml_bot.sh / start_ensemble_bot.sh / start_forecast_bot.sh)."""
+            symbols: Annotated[str | None, typer.Option(help="space- or comma-separated: what the --train-* jobs train on "
+                                                               "and the cycles trade (default: the services' and the watchlist)")] = None,
+            train_ml_first: Annotated[bool, typer.Option("--train-ml", help="train the signal model first (start_ml_bot.sh --train-ml)")] = False,
+            train_anomaly_first: Annotated[bool, typer.Option("--train-anomaly", help="train the anomaly detector first")] = False,
+            train_ensemble_first: Annotated[bool, typer.Option("--train-ensemble", help="train the ensemble first (start_ensemble_bot.sh --train-ensemble)")] = False,
+            train_lstm_first: Annotated[bool, typer.Option("--train-lstm", help="train the LSTM forecaster first (start_forecast_bot.sh --train-lstm)")] = False,
+            train_gru_first: Annotated[bool, typer.Option("--train-gru", help="train the GRU forecaster first")] = False,
+            epochs: Annotated[int | None, typer.Option(help="epochs of the --train-anomaly / --train-lstm / --train-gru jobs")] = None,
+            batch_size: Annotated[int | None, typer.Option(help="batch size of the --train-anomaly job")] = None,
+            voting: Annotated[Voting | None, typer.Option(help="voting of the --train-ensemble job")] = None,
+            weights: Annotated[str | None, typer.Option(help="weights of the --train-ensemble job, e.g. 1,2,1")] = None) -> None:
+    """Run trader cycles with the chosen ML layers (start_ml_bot.sh / start_ensemble_bot.sh / start_forecast_bot.sh),
+    after the --train-* jobs, if any, have succeeded."""
+    if train_ml_first:
+        train_signal(symbols=symbols, start=None, end=None, source=None, n_estimators=None, max_depth=None, wait=True)
+    if train_anomaly_first:
+        train_anomaly(symbols=symbols, start=None, end=None, source=None, epochs=epochs, batch_size=batch_size, wait=True)
+    if train_ensemble_first:
+        train_ensemble(voting=voting, weights=weights, symbols=symbols, start=None, end=None, source=None, wait=True)
+    if train_lstm_first or train_gru_first:
+        train_forecast(lstm=train_lstm_first, gru=train_gru_first, symbols=symbols, start=None, end=None, source=None, epochs=epochs, wait=True)
     chosen = _chosen({"ml": ml, "ensemble": ensemble, "forecast": forecast})
     layers = None if chosen is None else [layer for c in chosen for layer in (("signal", "anomaly") if c == "ml" else (c,))]
     body = _given(layers=layers, as_of=as_of, symbols=_symbols(symbols) if symbols else None)

@@ -91,6 +91,17 @@ def test_run_bot_runs_a_trader_cycle_with_the_chosen_layers(trader):
     assert "layers signal, anomaly," in result.output
 
 
+def test_run_bot_trains_first_when_asked_like_the_start_scripts(trader):
+    """start_ensemble_bot.sh --train-ensemble --voting soft --weights 1,1,2, then the bot."""
+    before = runner.invoke(app, ["status"]).output
+    result = runner.invoke(app, ["--api-key", KEY, "run-bot", "--train-ensemble", "--voting", "soft", "--weights", "1,1,2",
+                                 "--no-ml", "--ensemble", "--no-forecast", "--symbols", "SYNA"])
+    assert result.exit_code == 0, result.output
+    trained = next(line for line in result.output.splitlines() if line.startswith("ensemble: new version"))
+    assert trained.split()[-1] not in before, "a new ensemble version"
+    assert "layers ensemble," in result.output and any(line.startswith("SYNA ") for line in result.output.splitlines())
+
+
 def test_service_errors_are_printed_with_their_detail(urls):
     # the key also comes from the environment, as in a deployment
     result = runner.invoke(app, ["train-ensemble", "--weights", "1,2", *SMALL], env={"KRYPTOBOT_API_KEY": KEY})
