@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
+
 
 def _pyplot():
     import matplotlib
@@ -83,10 +85,18 @@ def lines(path: Path, series: Mapping[str, Sequence[float]], title: str, xlabel:
     return _save(fig, path)
 
 
-def histogram(path: Path, values: Sequence[float], title: str, threshold: float | None = None, xlabel: str = "") -> Path:
+def histogram(path: Path, values: Sequence[float], title: str, threshold: float | None = None, xlabel: str = "",
+              log_scale: bool = False) -> Path:
+    """``log_scale``: log-spaced bins on a log axis, for heavy-tailed positive values."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.hist(values, bins=60, color="#3a7bd5", alpha=0.8)
+    bins: int | np.ndarray = 60
+    if log_scale:
+        positive = np.asarray(values, dtype=float)
+        positive = positive[positive > 0]
+        bins = np.geomspace(positive.min(), positive.max(), 61) if len(positive) else 60
+        ax.set_xscale("log")
+    ax.hist(values, bins=bins, color="#3a7bd5", alpha=0.8)
     if threshold is not None:
         ax.axvline(threshold, color="red", linestyle="--", label=f"threshold {threshold:.4g}")
         ax.legend()

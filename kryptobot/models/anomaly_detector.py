@@ -120,9 +120,9 @@ class AnomalyDetector(ModelVersion):
         (reports / "training_results.json").write_text(json.dumps(report.results, indent=2, default=str))
         # log scale: the errors are heavy-tailed (the shocks are the point), a linear axis is one bar
         plots.histogram(
-            reports / "reconstruction_error_distribution.png", np.log10(report.training_errors + 1e-12),
-            "Reconstruction error of training windows (threshold: red)", threshold=float(np.log10(self.threshold)),
-            xlabel="log10 mean squared error",
+            reports / "reconstruction_error_distribution.png", report.training_errors,
+            "Reconstruction error of training windows", threshold=self.threshold,
+            xlabel="mean squared error (log scale)", log_scale=True,
         )
         plots.lines(reports / "training_history.png", report.history, "Autoencoder training", "epoch", "MSE")
         for symbol, (ts, close, marks) in report.price_marks.items():
