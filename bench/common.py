@@ -41,10 +41,21 @@ def report(name: str, samples_ms: list[float], target_ms: float | None = None) -
     return p50
 
 
+def report_feature_building(bars_instance: dict, n: int = 300) -> float:
+    """In-process cost of what a raw-bars instance adds to a classifier's /predict: the
+    nine features of its last bar, from the bars as they arrive."""
+    from kryptobot.features import FeatureParams, latest_features
+    from kryptobot.schemas import Bars
+
+    bars = Bars(**bars_instance["bars"])
+    return report(f"in-process features of the last of {len(bars.close)} bars",
+                  time_calls(lambda: latest_features(bars.columns(), FeatureParams()), n))
+
+
 def start_service(factory: str, env: dict | None = None) -> tuple[LiveServer, Path]:
     workdir = Path(tempfile.mkdtemp(prefix="kryptobot-bench-"))
     server = LiveServer(factory, {"KRYPTOBOT_MODELS_DIR": str(workdir / "models"), "KRYPTOBOT_LOG_FORMAT": "text", **(env or {})}, workdir / "server.log")
     return server.start(), workdir
 
 
-__all__ = ["LiveServer", "wait_for_job", "percentile", "time_calls", "report", "start_service", "ROOT"]
+__all__ = ["LiveServer", "wait_for_job", "percentile", "time_calls", "report", "report_feature_building", "start_service", "ROOT"]
