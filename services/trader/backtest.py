@@ -143,13 +143,14 @@ def _replay(histories, traded, config: TraderConfig, modes: list[str], cash: flo
 
 
 def _output_summary(histories: dict[str, SymbolHistory]) -> dict:
-    """What each service answered over the range, i.e. why a layer fired or not: the
-    share of anomalous windows, and quantiles of the score each other rule compares with
-    its threshold (signal probability, ensemble score, forecast confidence)."""
+    """What each service answered on the traded days (not the warm-up before them), i.e.
+    why a layer fired or not: the share of anomalous windows, and quantiles of the score
+    each other rule compares with its threshold (signal probability, ensemble score,
+    forecast confidence)."""
     scores: dict[str, list[float]] = {"signal": [], "ensemble": [], "anomaly": [], "forecast": []}
     for h in histories.values():
-        for out in h.outputs.values():
-            o = outputs_from(out)
+        for day in h.bars["timestamp"]:
+            o = outputs_from(h.outputs.get(day, {}))
             for name, value in (("signal", o.signal_probability), ("ensemble", o.ensemble_score),
                                 ("anomaly", o.anomaly), ("forecast", o.forecast_confidence)):
                 if value is not None:

@@ -57,3 +57,13 @@ def test_costs_are_charged(histories):
     without = _simulate(histories, traded, free, MODES["technical"], 100_000)
     assert len(with_costs.trades) == len(without.trades)
     assert with_costs.equity.iat[-1] < without.equity.iat[-1]
+
+
+def test_model_output_summary_counts_traded_days_only():
+    from services.trader.backtest import _output_summary
+
+    h = _history(PROVIDER, "SPY", pd.Timestamp("2023-01-01"), pd.Timestamp("2023-12-31"), FeatureParams(), STRATEGY)
+    # the services answer for every bar they were sent, warm-up included
+    h.outputs = {day: {"anomaly": {"anomaly": i % 2 == 0, "score": 1.0}} for i, day in enumerate(h.window["timestamp"])}
+    summary = _output_summary({"SPY": h})
+    assert summary["anomaly"]["answers"] == len(h.bars) < len(h.window)
