@@ -141,20 +141,24 @@ def train_anomaly(symbols: Symbols = None, start: Start = None, end: End = None,
     _run_job("anomaly", "/train", body, wait)
 
 
+def _weights(weights: str | None) -> list[float] | None:
+    """``--weights 1,2,1`` as numbers; the service checks their count and signs."""
+    if weights is None:
+        return None
+    try:
+        return [float(w) for w in weights.split(",")]
+    except ValueError as exc:
+        _say(f"--weights must be numbers separated by commas, got {weights!r}", "red")
+        raise typer.Exit(1) from exc
+
+
 @app.command("train-ensemble")
 def train_ensemble(voting: Annotated[Voting | None, typer.Option(help="default: the service's")] = None,
                    weights: Annotated[str | None, typer.Option(help="one per base model, comma-separated, e.g. 1,2,1")] = None,
                    symbols: Symbols = None, start: Start = None, end: End = None, source: Source = None,
                    wait: Wait = True) -> None:
     """Train the voting ensemble (ensemble_learning.py / start_ensemble_bot.sh --voting --weights)."""
-    parsed = None
-    if weights is not None:
-        try:
-            parsed = [float(w) for w in weights.split(",")]
-        except ValueError as exc:
-            _say(f"--weights must be numbers separated by commas, got {weights!r}", "red")
-            raise typer.Exit(1) from exc
-    body = _given(data=_data(symbols, start, end, source), voting=voting and voting.value, weights=parsed)
+    body = _given(data=_data(symbols, start, end, source), voting=voting and voting.value, weights=_weights(weights))
     _run_job("ensemble", "/train", body, wait)
 
 
@@ -227,6 +231,7 @@ def run_bot(ml: Annotated[bool | None, typer.Option("--ml/--no-ml", help="signal
             weights: Annotated[str | None, typer.Option(help="weights of the --train-ensemble job, e.g. 1,2,1")] = None) -> None:
     """Run trader cycles with the chosen ML layers (start_ml_bot.sh / start_ensemble_bot.sh / start_forecast_bot.sh),
     after the --train-* jobs, if any, have succeeded."""
+    _weights(weights)  # a typo must not surface only after the earlier training jobs ran
     if train_ml_first:
         train_signal(symbols=symbols, start=None, end=None, source=None, n_estimators=None, max_depth=None, wait=True)
     if train_anomaly_first:
@@ -239,7 +244,15 @@ def run_bot(ml: Annotated[bool | None, typer.Option("--ml/--no-ml", help="signal
     layers = None if chosen is None else [layer for c in chosen for layer in (("signal", "anomaly") if c == "ml" else (c,))]
     body = _given(layers=layers, as_of=as_of, symbols=_symbols(symbols) if symbols else None)
     while True:
-        result = _call("POST", f"{Settings().trader_url}/cycle", body)
+        try:
+            result = _call("POST", f"{Settings().trader_url}/cycle", body)
+        except typer.Exit:
+            if every <= 0:
+                raise
+            # a scheduled bot outlives a trader restart: the error is printed, the next cycle comes
+            _say(f"cycle failed; next one in {every:g} min", "yellow")
+            time.sleep(every * 60)
+            continue
         used = result["decisions"][0]["layers"] if result["decisions"] else []
         _say(f"cycle {result['cycle_id']}: layers {', '.join(used) or 'none (technical only)'}, {len(result['orders'])} order(s)")
         for d in result["decisions"]:

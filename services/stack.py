@@ -111,7 +111,8 @@ class StackConfig:
         env.setdefault("KRYPTOBOT_REPORTS_DIR", str(self.var_dir / "trader" / "reports"))
         # The children always write to our pipe, so their own "auto" would always pick JSON;
         # what counts is where *our* output goes: a person's terminal, or a log collector.
-        if env.get("KRYPTOBOT_LOG_FORMAT", "auto") == "auto":
+        env["KRYPTOBOT_LOG_FORMAT"] = (env.get("KRYPTOBOT_LOG_FORMAT") or "auto").strip().lower()
+        if env["KRYPTOBOT_LOG_FORMAT"] == "auto":
             env["KRYPTOBOT_LOG_FORMAT"] = "text" if terminal else "json"
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env["PYTHONUNBUFFERED"] = "1"  # lines reach the terminal as they are printed
@@ -167,7 +168,8 @@ class Child:
         for raw in self.proc.stdout:
             if hidden not in raw:
                 text = raw.decode(errors="replace").rstrip()
-                out.line(self.name, as_json_line(text) if self.json_lines else text)
+                if text:
+                    out.line(self.name, as_json_line(text) if self.json_lines else text)
 
     @property
     def running(self) -> bool:

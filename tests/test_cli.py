@@ -112,3 +112,6 @@ def test_service_errors_are_printed_with_their_detail(urls):
     assert "401" in result.output and "API key" in result.output
     result = runner.invoke(app, ["train-ensemble", "--weights", "a,b,c"])
     assert result.exit_code == 1 and "--weights" in result.output
+    # checked before any --train-* job starts, not after the first ones ran
+    result = runner.invoke(app, ["run-bot", "--train-ml", "--train-ensemble", "--weights", "1;2;1"])
+    assert result.exit_code == 1 and "--weights" in result.output and "new version" not in result.output

@@ -21,7 +21,10 @@ FEATURES = ("return_z", "range_ratio", "body_z", "gap_z", "volume_ratio")
 PIPELINE_VERSION = 2
 #: bars of history that set the "recent behaviour" scales (medians: robust to the shocks in them)
 LOOKBACK = 20
-_TINY = 1e-9  # keeps flat bars (high == low, no move for LOOKBACK bars) finite
+_TINY = 1e-9  # keeps a flat bar (high == low) finite
+#: the smallest typical move and range (log units, 0.01%): a symbol that barely trades has
+#: medians near 0, and dividing by them would turn every tick into a shock
+_MIN_SCALE = 1e-4
 _CLIP = 50.0
 
 
@@ -38,11 +41,11 @@ def bar_features(bars: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
     ret = np.log(c[1:] / c[:-1])
     spread = np.log(h[1:] / l[1:])
     log_volume = np.log1p(v[1:])
-    move = _trailing_median(np.abs(ret)) + _TINY
+    move = np.maximum(_trailing_median(np.abs(ret)), _MIN_SCALE)
     X = np.column_stack(
         [
             ret / move,
-            np.log((spread + _TINY) / (_trailing_median(spread) + _TINY)),
+            np.log((spread + _TINY) / np.maximum(_trailing_median(spread), _MIN_SCALE)),
             np.log(c[1:] / o[1:]) / move,
             np.log(o[1:] / c[:-1]) / move,
             log_volume - _trailing_median(log_volume),

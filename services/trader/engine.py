@@ -128,7 +128,9 @@ class Engine:
         return (await self.clients[name].predict(body, request_id))["predictions"][0]
 
     async def _anomaly(self, v: SymbolView, request_id: str) -> dict:
-        body = {"instances": [{"symbol": v.symbol, "bars": v.bars_json(MODEL_BARS)}], "options": {"last_only": True}}
+        # every loaded bar: the detector's window is its own setting (up to 250 bars plus
+        # their lookback), and with last_only it scores only the tail of what it is sent
+        body = {"instances": [{"symbol": v.symbol, "bars": v.bars_json(len(v.bars))}], "options": {"last_only": True}}
         return (await self.clients["anomaly"].predict(body, request_id))["predictions"][0]
 
     async def _forecast(self, v: SymbolView, models: ForecastModels | None, request_id: str) -> dict:

@@ -117,6 +117,7 @@ def test_csv_directory_provider(tmp_path):
         (lambda f: pd.concat([f, f.tail(1)]), DataError, "duplicate"),
         (lambda f: f.assign(close=f["close"].where(f.index != 5)), DataError, "NaN"),
         (lambda f: f.assign(low=-f["low"]), DataError, "negative"),
+        (lambda f: f.assign(high=f["low"], low=f["high"]), DataError, "high below low"),
     ],
 )
 def test_csv_errors_name_the_file(tmp_path, mutate, error, message):

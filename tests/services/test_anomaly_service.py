@@ -130,10 +130,11 @@ def test_last_only_scores_the_latest_window_the_same(client, trained):
         (_instance(close=(-3, float("nan"))), "instances[0].bars.close", ""),
         (_instance(close=(-3, 0.0)), "instances[0].bars.close", "negative"),
         (_instance(low=(5, -2.0)), "instances[0].bars.low", "negative"),
+        (_instance(high=(-1, 1.0)), "instances[0].bars.high", "high below low"),
         (_instance(volume=(1, -5.0)), "instances[0].bars.volume", "negative"),
         ({**_instance(), "symbol": "NOT A SYMBOL"}, "instances[0].symbol", "symbol"),
     ],
-    ids=["too-few-bars", "nan-close", "zero-close", "negative-low", "negative-volume", "bad-symbol"],
+    ids=["too-few-bars", "nan-close", "zero-close", "negative-low", "high-below-low", "negative-volume", "bad-symbol"],
 )
 def test_bad_predict_input_is_422_naming_the_field(client, trained, instance, field_part, words):
     body = json.dumps({"instances": [instance]})  # json.dumps, not httpx: it must be able to send NaN
