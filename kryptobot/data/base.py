@@ -33,6 +33,8 @@ def _symbol_field(value: str) -> str:
 
 #: A symbol in a request schema: validated and upper-cased.
 Symbol = Annotated[str, AfterValidator(_symbol_field)]
+#: a list of symbols, each once, in the order given (a repeat would be decided or traded twice)
+UniqueSymbols = Annotated[list[Symbol], AfterValidator(lambda symbols: list(dict.fromkeys(symbols)))]
 
 
 @runtime_checkable

@@ -14,13 +14,13 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kryptobot.data.base import Symbol
+from kryptobot.data.base import UniqueSymbols
 from kryptobot.errors import InvalidInput, NotFound
 from kryptobot.store import REPORT_NAME_RE
 from services.framework.docs import install_docs
 from services.framework.errors import install_error_handlers
 from services.framework.observability import Metrics, configure_logging, install_request_middleware
-from services.trader.backtest import BacktestRequest, run_backtest, write_reports
+from services.trader.backtest import BACKTEST_TIMEOUT_SECONDS, BacktestRequest, run_backtest, write_reports
 from services.trader.broker import PaperBroker
 from services.trader.cache import ForecastCache
 from services.trader.clients import CircuitBreaker, ModelClient
@@ -38,6 +38,7 @@ class TraderState:
     config: TraderConfig
     engine: Engine
     clients: dict[str, ModelClient]
+    backtest_clients: dict[str, ModelClient]
     cache: ForecastCache
     broker: PaperBroker
     metrics: Metrics
@@ -54,7 +55,7 @@ State = Annotated[TraderState, Depends(get_state)]
 class CycleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"symbols": ["SPY", "AAPL"]}]})
 
-    symbols: list[Symbol] | None = Field(None, min_length=1, max_length=100, description="default: the watchlist")
+    symbols: UniqueSymbols | None = Field(None, min_length=1, max_length=100, description="default: the watchlist")
     as_of: date | None = Field(None, description="decide on the bars up to this day (default: the latest bar)")
     layers: list[str] | None = Field(None, description=f"ML layers to use (default: the settings' switches); any of {list(LAYERS)}")
 
@@ -78,9 +79,12 @@ def create_app(env: TraderEnv | None = None) -> FastAPI:
         http = httpx.AsyncClient(limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
         urls = {"signal": env.signal_url, "ensemble": env.ensemble_url, "anomaly": env.anomaly_url, "forecast": env.forecast_url}
         clients = {n: ModelClient(n, urls[n], http, t.request_timeout_seconds, t.retries, CircuitBreaker()) for n in SERVICES}
+        # a backtest's whole-history batches take longer than a cycle's calls, and must not
+        # be retried nor open the live circuits when one of them times out
+        backtest_clients = {n: ModelClient(n, urls[n], http, BACKTEST_TIMEOUT_SECONDS, 0, CircuitBreaker()) for n in SERVICES}
         cache = ForecastCache(env.redis_url, config.forecasting.update_frequency, env.cache_prefix, registry=metrics.registry)
         broker = PaperBroker(env.ledger_path, t.initial_cash, t.commission, t.slippage)
-        state = TraderState(env, config, Engine(config, env, clients, cache, broker), clients, cache, broker, metrics, asyncio.Lock())
+        state = TraderState(env, config, Engine(config, env, clients, cache, broker), clients, backtest_clients, cache, broker, metrics, asyncio.Lock())
         app.state.trader = state
         scheduler = None
         if t.schedule_minutes > 0:
@@ -140,7 +144,7 @@ def _routes(app: FastAPI) -> None:
 
     @app.post("/backtest", tags=["backtest"], summary="Replay the rules over history for each mode vs buy-and-hold")
     async def backtest(body: BacktestRequest, request: Request, state: State):
-        report = await run_backtest(body, state.config, state.clients, state.env.csv_dir, state.env.max_batch, request.state.request_id)
+        report = await run_backtest(body, state.config, state.backtest_clients, state.env.csv_dir, state.env.max_batch, request.state.request_id)
         names = await asyncio.to_thread(write_reports, report, state.env.reports_dir)
         return JSONResponse({**report, "reports": names})
 

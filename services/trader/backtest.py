@@ -28,12 +28,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from kryptobot import plots
 from kryptobot.backtest_metrics import performance
 from kryptobot.data import get_provider
-from kryptobot.data.base import Symbol
+from kryptobot.data.base import UniqueSymbols
 from kryptobot.errors import InvalidInput, KryptoError
 from kryptobot.features import FeatureParams, build_features
 from kryptobot.schemas import Bars
 from services.trader.clients import ModelClient
-from services.trader.decisions import LAYERS, Holding, Layers, ModelOutputs, decide, outputs_from
+from services.trader.decisions import LAYERS, Holding, Layers, ModelOutputs, buy_quantity, decide, outputs_from
 from services.trader.market import strategy_signals
 from services.trader.settings import StrategySettings, TraderConfig
 
@@ -46,13 +46,14 @@ MODES = {
     "all": Layers.only(*LAYERS),
 }
 QUIET_RULES = ("no_entry_signal", "hold_position")  # every bar has one: counting them says nothing
+BACKTEST_TIMEOUT_SECONDS = 300.0  # one whole-history batch per service and symbol
 WARMUP_BARS = 320  # features (154 bars) and the forecaster's windows before the first traded day
 
 
 class BacktestRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"symbols": ["SPY", "QQQ"], "modes": ["technical", "all"]}]})
 
-    symbols: list[Symbol] | None = Field(None, min_length=1, max_length=100, description="default: the watchlist")
+    symbols: UniqueSymbols | None = Field(None, min_length=1, max_length=100, description="default: the watchlist")
     start: date | None = Field(None, description="first day (default, and at the earliest: the day after the models' training data ends)")
     end: date | None = Field(None, description="last day (default: the last bar)")
     modes: list[str] = Field(default_factory=lambda: list(MODES), description=f"any of {list(MODES)}")
@@ -186,7 +187,7 @@ def write_reports(report: dict, directory: Path) -> list[str]:
 
 def _atomic_write(path: Path, text: str) -> None:
     # a reader of /reports/<name> never sees half a report
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")  # concurrent backtests each write their own
     tmp.write_text(text)
     tmp.replace(path)
 
@@ -325,10 +326,10 @@ def _simulate(histories: dict[str, SymbolHistory], traded: dict[str, pd.DataFram
             elif d.action == "buy" and position is None:
                 equity = cash + sum(q * last_price[s] for s, (q, *_) in positions.items())
                 fill = price * (1 + t.slippage)
-                spend = min(equity * d.size_fraction, cash / (1 + t.commission))
-                if spend > 0:
-                    cash -= spend * (1 + t.commission)
-                    positions[symbol] = (spend / fill, fill * (1 + t.commission), i, Holding(fill, d.stop, d.target))
+                qty = buy_quantity(equity, cash, d.size_fraction, price, t.slippage, t.commission)
+                if qty > 0:
+                    cash -= qty * fill * (1 + t.commission)
+                    positions[symbol] = (qty, fill * (1 + t.commission), i, Holding(fill, d.stop, d.target))
         market = sum(q * last_price[s] for s, (q, *_) in positions.items())
         equity_curve.append(cash + market)
         exposure.append(market / (cash + market))

@@ -85,11 +85,28 @@ class PaperBroker:
         self._db.close()
 
     def _migrate(self) -> None:
-        # ledgers written before positions carried their exit barriers
-        have = {r["name"] for r in self._db.execute("PRAGMA table_info(positions)")}
-        for column, kind in POSITION_COLUMNS.items():
-            if column not in have:
-                self._db.execute(f"ALTER TABLE positions ADD COLUMN {column} {kind}")
+        """Ledgers written before positions carried their exit barriers gain the columns.
+
+        In one write transaction, so two traders opening the same old ledger do not both
+        add a column. A migrated position's entry bar is the day of its latest buy (the
+        day is the second part of every order id), so its time limit still applies; it
+        has no stop or target, which were never recorded.
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            have = {r["name"] for r in self._db.execute("PRAGMA table_info(positions)")}
+            missing = [c for c in POSITION_COLUMNS if c not in have]
+            for column in missing:
+                self._db.execute(f"ALTER TABLE positions ADD COLUMN {column} {POSITION_COLUMNS[column]}")
+            if "opened_bar" in missing:
+                self._db.execute(
+                    "UPDATE positions SET opened_bar = (SELECT substr(o.client_order_id, length(o.symbol) + 2, 10) "
+                    "FROM orders o WHERE o.symbol = positions.symbol AND o.side = 'buy' ORDER BY o.id DESC LIMIT 1)"
+                )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     # ---- trading -------------------------------------------------------------------
     def submit(self, client_order_id: str, symbol: str, side: str, quantity: float, price: float, decision: dict | None = None,
@@ -167,6 +184,9 @@ class PaperBroker:
         # under the writer's lock: one connection, so a read must not see half an order
         with self._lock:
             return self._db.execute(sql, args).fetchall()
+
+    def has_order(self, client_order_id: str) -> bool:
+        return bool(self._rows("SELECT 1 FROM orders WHERE client_order_id = ?", (client_order_id,)))
 
     def cash(self) -> float:
         return self._rows("SELECT cash FROM account WHERE id = 1")[0]["cash"]

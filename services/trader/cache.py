@@ -17,6 +17,8 @@ from typing import Awaitable, Callable
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter
 
+from kryptobot.errors import ServiceUnavailable
+
 log = logging.getLogger("kryptobot.trader.cache")
 LOCK_SECONDS = 30  # a replica that dies holding the lock blocks the key at most this long
 WAIT_SECONDS = 5  # how long a replica waits for another's forecast before fetching itself
@@ -47,7 +49,9 @@ class ForecastCache:
             future.set_result(value)
             return value, outcome
         except asyncio.CancelledError:
-            future.cancel()
+            # the waiters were not cancelled: they get an error they handle, not our cancellation
+            future.set_exception(ServiceUnavailable("the forecast request they waited for was cancelled", field="forecast"))
+            future.exception()
             raise
         except Exception as exc:
             future.set_exception(exc)
@@ -66,7 +70,7 @@ class ForecastCache:
                 return json.loads(cached), "hit"
             owner = await lock.acquire()
             if not owner:  # another replica is fetching it: wait for its result
-                cached = await self._wait_for(key)
+                cached = await self._wait_for(key, lock)
                 if cached is not None:
                     self.events.labels("hit").inc()
                     return json.loads(cached), "hit"
@@ -84,12 +88,15 @@ class ForecastCache:
                 await self._release(lock)
         return value, "miss"
 
-    async def _wait_for(self, key: str) -> bytes | None:
+    async def _wait_for(self, key: str, lock) -> bytes | None:
+        """The other replica's value; None when it gave up (lock released, nothing stored) or is too slow."""
         for _ in range(int(WAIT_SECONDS / POLL_SECONDS)):
             await asyncio.sleep(POLL_SECONDS)
             cached = await self.redis.get(key)
             if cached is not None:
                 return cached
+            if not await lock.locked():  # its fetch failed: no value is coming
+                return await self.redis.get(key)  # unless it was stored just before the release
         return None
 
     async def _store(self, key: str, value: dict) -> None:

@@ -29,6 +29,8 @@ a technical sell (``exit_on_sell_signal``), a confident forecast of a fall of at
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -208,6 +210,16 @@ def decide(
     decision.stop, decision.target = barriers(price, atr, config)
     decision.rules.insert(0, "technical_buy")
     return decision
+
+
+def buy_quantity(equity: float, cash: float, fraction: float, price: float, slippage: float, commission: float) -> float:
+    """Shares of an entry worth ``fraction`` of ``equity``, filled at ``price`` plus
+    slippage, clipped to what the cash left pays for commission included (floored to
+    1e-6, so the broker never sees an order a rounding error too large)."""
+    spend = min(equity * fraction, cash / (1 + commission))
+    if spend <= 0:
+        return 0.0
+    return math.floor(spend / (price * (1 + slippage)) * 1e6) / 1e6
 
 
 def barriers(price: float, atr: float | None, config: TraderConfig) -> tuple[float | None, float | None]:

@@ -16,7 +16,7 @@ from kryptobot.errors import KryptoError, ServiceUnavailable
 from services.trader.broker import PaperBroker
 from services.trader.cache import ForecastCache
 from services.trader.clients import ModelClient
-from services.trader.decisions import Holding, Layers, ModelOutputs, decide, outputs_from
+from services.trader.decisions import Holding, Layers, ModelOutputs, buy_quantity, decide, outputs_from
 from services.trader.market import MODEL_BARS, SymbolView, view
 from services.trader.settings import TraderConfig, TraderEnv
 
@@ -67,14 +67,25 @@ class Engine:
         return view(self.provider, symbol, self.config.trader.history_bars, self.config.trader.strategy, as_of)
 
     def _execute(self, decision: dict, v: SymbolView) -> dict | None:
-        """Turn a buy/sell decision into an idempotent paper order (one per symbol, bar and action)."""
+        """Turn a buy/sell decision into an idempotent paper order: at most one per symbol and bar.
+
+        A bar is decided once, as in the backtest: a cycle run again on the same bar (the
+        scheduler, a retried request) must not re-enter a position it just exited, nor
+        fill the same order twice.
+        """
         action = decision["action"]
         if action not in ("buy", "sell"):
             return None
-        client_order_id = f"{v.symbol}:{v.last_timestamp.date()}:{action}"
+        client_order_id = f"{v.symbol}:{v.last_timestamp.date()}"
+        if self.broker.has_order(client_order_id):
+            decision["action"] = "hold"
+            decision["rules"].append("already_traded_this_bar")
+            return None
         if action == "buy":
-            equity = self.broker.portfolio()["equity"]
-            quantity = round(equity * decision["size_fraction"] / v.last_close, 6)
+            t = self.config.trader
+            portfolio = self.broker.portfolio()
+            quantity = buy_quantity(portfolio["equity"], portfolio["cash"], decision["size_fraction"], v.last_close,
+                                    t.slippage, t.commission)
         else:
             quantity = self.broker.positions()[v.symbol]["quantity"]
         try:

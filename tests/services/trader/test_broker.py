@@ -68,9 +68,16 @@ def test_a_position_keeps_its_barriers_and_entry_bar(tmp_path):
 def test_a_ledger_from_before_the_barriers_is_migrated(tmp_path):
     import sqlite3
 
+    from services.trader.broker import SCHEMA
+
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA.split("CREATE TABLE IF NOT EXISTS positions")[0])
         db.execute("CREATE TABLE positions (symbol TEXT PRIMARY KEY, quantity REAL NOT NULL, avg_price REAL NOT NULL, last_price REAL NOT NULL)")
         db.execute("INSERT INTO positions VALUES ('SPY', 1, 100, 100)")
-    broker = PaperBroker(path, 10_000, commission=0.0, slippage=0.0)
-    assert broker.positions()["SPY"]["stop"] is None
+        for i, day in enumerate(("2024-01-02", "2024-02-05")):  # the old ids: symbol:day:side
+            db.execute("INSERT INTO orders (client_order_id, created_at, symbol, side, quantity, price, commission, status) "
+                       "VALUES (?, 'x', 'SPY', 'buy', 1, 100, 0, 'filled')", (f"SPY:{day}:buy",))
+    brokers = [PaperBroker(path, 10_000, commission=0.0, slippage=0.0) for _ in range(2)]  # a second opener finds it done
+    position = brokers[1].positions()["SPY"]
+    assert position["stop"] is None and position["opened_bar"] == "2024-02-05"

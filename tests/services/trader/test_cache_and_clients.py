@@ -74,6 +74,49 @@ async def test_a_failed_fetch_is_not_cached_and_releases_the_lock(cache):
     assert await cache.get_or_fetch(key, fetch) == ({"trend": 0.0}, "miss")
 
 
+async def test_another_replicas_failed_fetch_does_not_stall_this_one(cache, redis_url):
+    """Replica B waits on A's lock; when A's fetch fails B fetches at once, not after the full wait."""
+    from services.trader.cache import WAIT_SECONDS
+
+    other = ForecastCache(redis_url, ttl_hours=2, prefix=cache.prefix)
+    key = cache.key("IBM", "gru-v1", 5, "2024-01-04T00:00:00")
+
+    async def broken():
+        await asyncio.sleep(0.2)
+        raise ServiceUnavailable("forecast down", field="forecast")
+
+    async def fetch():
+        return {"trend": 0.02}
+
+    async def later():
+        await asyncio.sleep(0.05)  # A holds the lock by now
+        started = asyncio.get_running_loop().time()
+        result = await other.get_or_fetch(key, fetch)
+        return result, asyncio.get_running_loop().time() - started
+
+    first, (second, waited) = await asyncio.gather(cache.get_or_fetch(key, broken), later(), return_exceptions=True)
+    await other.close()
+    assert isinstance(first, ServiceUnavailable)
+    assert second == ({"trend": 0.02}, "miss") and waited < WAIT_SECONDS / 2
+
+
+async def test_waiters_of_a_cancelled_fetch_get_an_error_not_the_cancellation(cache):
+    key = cache.key("MSFT", "gru-v1", 5, "2024-01-05T00:00:00")
+
+    async def slow():
+        await asyncio.sleep(10)
+        return {"trend": 0.0}
+
+    owner = asyncio.create_task(cache.get_or_fetch(key, slow))
+    await asyncio.sleep(0.05)
+    waiter = asyncio.create_task(cache.get_or_fetch(key, slow))
+    await asyncio.sleep(0.05)
+    owner.cancel()
+    with pytest.raises(ServiceUnavailable):
+        await waiter
+    assert owner.cancelled()
+
+
 async def test_unreachable_redis_falls_back_to_the_service():
     cache = ForecastCache(f"redis://127.0.0.1:{free_port()}/0", ttl_hours=1)
 

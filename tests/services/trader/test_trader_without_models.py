@@ -56,3 +56,27 @@ def test_skip_policy_takes_no_entry_without_the_models(start_server, redis_url, 
         assert all(d["action"] == "skip" and d["rules"][-1].startswith("service_unavailable_skip") for d in buys)
         assert client.get("/orders").json() == []
         assert client.post("/cycle", json={"as_of": "1999-01-04"}).json()["field"] == "as_of"
+
+
+def test_a_bar_is_traded_once_however_often_it_is_decided(start_server, redis_url, tmp_path):
+    """A cycle run again on the same bar (the scheduler, a retried request) neither re-enters
+    a position the first run exited on that bar nor repeats an order: one decision per
+    bar, as the backtest makes."""
+    from kryptobot.data import get_provider
+
+    symbols = ["SPY", "QQQ", "AAPL", "MSFT"]
+    bars = get_provider("synthetic").get_bars("SPY")
+    days = [ts.date().isoformat() for ts in bars["timestamp"] if "2023-01-01" <= ts.date().isoformat() <= "2023-06-30"]
+    trader = start_server(TRADER, env=_env(tmp_path, redis_url))
+    repeated = []
+    with httpx.Client(base_url=trader.url, timeout=60) as client:
+        for day in days:
+            first, again = (client.post("/cycle", json={"as_of": day, "symbols": symbols, "layers": []}).json() for _ in range(2))
+            assert again["orders"] == [], (day, again["orders"])
+            repeated += [d for d in again["decisions"] if "already_traded_this_bar" in d["rules"]]
+        orders = client.get("/orders", params={"limit": 1000}).json()
+    assert repeated, "no bar was decided twice with a trade on it"
+    assert any(d["technical"] == "buy" for d in repeated), "no exit bar that was also a technical buy in the sample"
+    for symbol in symbols:
+        sides = [o["side"] for o in sorted(orders, key=lambda o: o["id"]) if o["symbol"] == symbol]
+        assert all(a != b for a, b in zip(sides, sides[1:])), (symbol, sides)  # buy, sell, buy, ...: never two entries
