@@ -113,7 +113,7 @@ class Decision:
     symbol: str
     action: Action
     technical: Literal["buy", "sell", "none"]
-    price: float
+    price: float | None  # the close decided on (None: the symbol had no data)
     size_fraction: float = 0.0
     stop: float | None = None  # an entry's barriers
     target: float | None = None

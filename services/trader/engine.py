@@ -16,7 +16,7 @@ from kryptobot.errors import KryptoError, ServiceUnavailable
 from services.trader.broker import PaperBroker
 from services.trader.cache import ForecastCache
 from services.trader.clients import ModelClient
-from services.trader.decisions import Holding, Layers, ModelOutputs, buy_quantity, decide, outputs_from
+from services.trader.decisions import Decision, Holding, Layers, ModelOutputs, buy_quantity, decide, outputs_from
 from services.trader.market import MODEL_BARS, SymbolView, view
 from services.trader.settings import TraderConfig, TraderEnv
 
@@ -43,14 +43,19 @@ class Engine:
         cycle_id = request_id or uuid.uuid4().hex[:16]
         layers = layers or Layers.from_config(self.config)
         symbols = symbols or self.config.trader.watchlist
-        views = await asyncio.gather(
-            *(asyncio.to_thread(self._view, s, as_of) for s in symbols)
-        )
+        loaded = await asyncio.gather(*(asyncio.to_thread(self._view, s, as_of) for s in symbols), return_exceptions=True)
+        views, unreadable = _split_views(symbols, loaded)
         forecast_models = await self._forecast_models(layers, cycle_id)
         held = self.broker.positions()
         outputs = await asyncio.gather(*(self._ask(v, v.symbol in held, layers, forecast_models, cycle_id) for v in views))
         await asyncio.to_thread(self.broker.mark, {v.symbol: v.last_close for v in views if v.symbol in held})
         decisions, orders = [], []
+        for symbol, error in unreadable.items():  # one symbol without data must not stop the others
+            body = {**asdict(Decision(symbol, "skip", "none", None, rules=[f"no_market_data:{error.message}"])),
+                    "last_bar": None, "layers": layers.enabled()}
+            await asyncio.to_thread(self.broker.record_decision, cycle_id, body)
+            log_insight(body, cycle_id)
+            decisions.append(body)
         for v, out in zip(views, outputs):
             decision = decide(v.symbol, v.technical, _holding(held.get(v.symbol), v), v.last_close, v.atr, out, self.config, layers)
             body = {**asdict(decision), "last_bar": v.last_timestamp.isoformat(), "layers": layers.enabled()}
@@ -155,6 +160,18 @@ class Engine:
         key = self.cache.key(v.symbol, models.version, models.horizon, v.last_timestamp.isoformat())
         value, _ = await self.cache.get_or_fetch(key, fetch)
         return value
+
+
+def _split_views(symbols: list[str], loaded: list) -> tuple[list[SymbolView], dict[str, KryptoError]]:
+    """The symbols' views, and the data error of each symbol that has none. When no symbol
+    has data the request itself is wrong (a day before any history, say): its error is raised."""
+    for result in loaded:
+        if isinstance(result, BaseException) and not isinstance(result, KryptoError):
+            raise result
+    views = [r for r in loaded if isinstance(r, SymbolView)]
+    if not views:
+        raise loaded[0]
+    return views, {s: r for s, r in zip(symbols, loaded) if isinstance(r, KryptoError)}
 
 
 def _holding(position: dict | None, v: SymbolView) -> Holding | None:

@@ -80,3 +80,16 @@ def test_a_bar_is_traded_once_however_often_it_is_decided(start_server, redis_ur
     for symbol in symbols:
         sides = [o["side"] for o in sorted(orders, key=lambda o: o["id"]) if o["symbol"] == symbol]
         assert all(a != b for a, b in zip(sides, sides[1:])), (symbol, sides)  # buy, sell, buy, ...: never two entries
+
+
+def test_a_symbol_without_enough_history_is_skipped_not_fatal(start_server, redis_url, tmp_path):
+    # the offline sample history has 196 bars of FB: too few for a decision
+    trader = start_server(TRADER, env=_env(tmp_path, redis_url, data_source="sample", watchlist=["AAPL", "FB"]))
+    with httpx.Client(base_url=trader.url, timeout=60) as client:
+        body = client.post("/cycle", json={"layers": []})
+        assert body.status_code == 200, body.text
+        by_symbol = {d["symbol"]: d for d in body.json()["decisions"]}
+        assert by_symbol["FB"]["action"] == "skip" and by_symbol["FB"]["rules"][0].startswith("no_market_data:")
+        assert by_symbol["AAPL"]["rules"][0] != by_symbol["FB"]["rules"][0]
+        only_fb = client.post("/cycle", json={"symbols": ["FB"], "layers": []})
+        assert only_fb.status_code == 422 and only_fb.json()["field"] == "as_of"  # nothing to decide: the request is wrong
