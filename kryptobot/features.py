@@ -160,6 +160,15 @@ def _compute(clean: pd.DataFrame, p: FeatureParams) -> pd.DataFrame:
     """build_features on bars that already passed validate_bars (RangeIndex result)."""
     if len(clean) == 0:
         return pd.DataFrame({name: pd.Series(dtype="float64") for name in FEATURE_NAMES})
+    out = pd.DataFrame(_feature_arrays(clean, p), columns=FEATURE_NAMES)
+    out = out.replace([np.inf, -np.inf], np.nan)
+    out.iloc[: max(min_bars(p) - 1, 0)] = np.nan
+    return out
+
+
+def _feature_arrays(clean: pd.DataFrame, p: FeatureParams) -> dict[str, np.ndarray]:
+    """Every feature as an array over the bars (the one computation of them, for training
+    and serving alike); warm-up rows and infinities are left to the caller."""
     # Prices are divided by the first close before TA-Lib sees them: every feature is
     # invariant to that, and it keeps sub-cent assets away from the fixed "is this
     # zero" thresholds of older TA-Lib C builds (1e-8), which are not scale-free.
@@ -188,10 +197,7 @@ def _compute(clean: pd.DataFrame, p: FeatureParams) -> pd.DataFrame:
             "atr": talib.ATR(high, low, close, timeperiod=p.atr_period) / close,
             "trend_strength": talib.ADX(high, low, close, timeperiod=p.trend_period),
         }
-    out = pd.DataFrame(values, columns=FEATURE_NAMES)
-    out = out.replace([np.inf, -np.inf], np.nan)
-    out.iloc[: max(min_bars(p) - 1, 0)] = np.nan
-    return out
+    return values
 
 
 def latest_features(bars: pd.DataFrame, params: FeatureParams = FeatureParams(), field: str = "bars") -> dict[str, float]:
@@ -207,11 +213,13 @@ def latest_features(bars: pd.DataFrame, params: FeatureParams = FeatureParams(),
         raise InvalidInput(f"need at least {needed} bars to compute features, got {len(clean)}", field=field)
     # Only the tail matters once the seeds have settled; computing on it keeps serving
     # cost flat however much history a caller sends.
-    row = _compute(clean.iloc[-needed:].reset_index(drop=True), params).iloc[-1]
-    bad = [name for name in FEATURE_NAMES if not np.isfinite(row[name])]
+    # the arrays, not a frame: a frame of every row would cost more than TA-Lib on the tail
+    arrays = _feature_arrays(clean.iloc[-needed:].reset_index(drop=True), params)
+    row = {name: float(arrays[name][-1]) for name in FEATURE_NAMES}
+    bad = [name for name, value in row.items() if not np.isfinite(value)]
     if bad:
         raise InvalidInput(f"feature(s) {bad} are not finite for these bars (constant prices?)", field=field)
-    return {name: float(row[name]) for name in FEATURE_NAMES}
+    return row
 
 
 def validate_feature_dict(d: Mapping, names: list[str], field: str = "features") -> np.ndarray:
