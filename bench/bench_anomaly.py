@@ -22,10 +22,10 @@ TRAIN = {
 
 
 def main() -> None:
-    from kryptobot.models.anomaly import AnomalyService
-    from kryptobot.models.anomaly_windows import min_bars
+    from kryptobot.models.anomaly.runtime import AnomalyRuntime
+    from kryptobot.models.anomaly.data import min_bars
 
-    example = AnomalyService.predict_example()
+    example = AnomalyRuntime.predict_example()
     one_window = {"instances": example["instances"], "options": {"last_only": True}}
     server, workdir = start_service("services.anomaly.app:create_app")
     try:
@@ -49,7 +49,7 @@ def main() -> None:
     from kryptobot.store import ModelStore
 
     store = ModelStore(workdir / "models", "anomaly")
-    detector = AnomalyService(Settings(models_dir=workdir / "models")).load_version(store, version)
+    detector = AnomalyRuntime(Settings(models_dir=workdir / "models")).load_version(store, version)
     detector.warmup()
     window = np.random.default_rng(0).normal(size=(1, detector.window, len(detector.scaler.mean))).astype(np.float32)
     compiled_ms = report("in-process CompiledModel (tf.function), 1 window", time_calls(lambda: detector.reconstruction_errors(window), N))

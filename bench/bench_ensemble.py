@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 from common import report, report_feature_building, start_service, time_calls, wait_for_job
 
-from kryptobot.models.examples import classifier_example
+from kryptobot.models.common.examples import classifier_example
 
 N = 500
 warnings.filterwarnings("ignore")
@@ -45,12 +45,14 @@ def main() -> None:
 def in_process(models_dir, version: str, http_ms: float) -> None:
     import joblib
 
-    from kryptobot.models.ensemble import BASE_MODELS, EnsembleService, combine
+    from kryptobot.models.ensemble.schemas import BASE_MODELS
+    from kryptobot.models.ensemble.runtime import EnsembleRuntime
+    from kryptobot.models.ensemble.model import combine
     from kryptobot.settings import Settings
     from kryptobot.store import ModelStore
 
     store = ModelStore(models_dir, "ensemble")
-    model = EnsembleService(Settings(models_dir=models_dir)).load_version(store, version)
+    model = EnsembleRuntime(Settings(models_dir=models_dir)).load_version(store, version)
     row = np.random.default_rng(0).normal(size=(1, len(model.features) + 1)).astype(np.float32)
     for name in BASE_MODELS:
         compiled = model._onnx[name]

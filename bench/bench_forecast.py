@@ -4,7 +4,7 @@ Trains tiny LSTM and GRU forecasters through the real service (uvicorn on a free
 temp model dir, the settings file's sequence_length and horizon): first the LSTM alone,
 so /predict is timed with one active model, then the GRU, timed again with both. Then,
 in-process: each model's ``CompiledModel`` call on one window, the whole
-``ForecastService.predict`` (bar validation, features, both models, combination) and
+``ForecastRuntime.predict`` (bar validation, features, both models, combination) and
 Keras' ``model.predict`` for scale.
 Target: /predict p50 under 10 ms per active model.
 """
@@ -21,12 +21,13 @@ TRAIN = {"data": DATA, "epochs": 1, "units": 32}
 
 
 def main() -> None:
-    from kryptobot.models.forecast import ForecastInstance, ForecastService
+    from kryptobot.models.forecast.schemas import ForecastInstance
+    from kryptobot.models.forecast.runtime import ForecastRuntime
     from kryptobot.settings import ForecastingSettings, Settings, load_settings_file
     from kryptobot.store import ModelStore
 
     seq = load_settings_file(ForecastingSettings, Settings().config_dir).sequence_length
-    example = ForecastService.predict_example()
+    example = ForecastRuntime.predict_example()
     bars = {k: v[-(seq + 1):] for k, v in example["instances"][0]["bars"].items()}
     one = {"instances": [{"symbol": "SYNA", "bars": bars}]}
     server, workdir = start_service("services.forecast.app:create_app")
@@ -46,7 +47,7 @@ def main() -> None:
     finally:
         server.stop()
 
-    service = ForecastService(Settings(models_dir=workdir / "models"))
+    service = ForecastRuntime(Settings(models_dir=workdir / "models"))
     store = ModelStore(workdir / "models", "forecast")
     models = {line: service.load_version(store, v) for line, v in versions.items()}
     compiled_ms = {}
@@ -55,7 +56,7 @@ def main() -> None:
         window = np.random.default_rng(0).normal(size=(1, model.sequence_length, len(model.columns))).astype(np.float32)
         compiled_ms[line] = report(f"in-process CompiledModel ({line}), 1 window", time_calls(lambda: model.predict_returns(window), N))
     instances = [ForecastInstance.model_validate(one["instances"][0])]
-    predict_ms = report("in-process ForecastService.predict, both models",
+    predict_ms = report("in-process ForecastRuntime.predict, both models",
                         time_calls(lambda: service.predict(models, instances, None), N))
     lstm = models["lstm"]
     window = np.zeros((1, lstm.sequence_length, len(lstm.columns)), dtype=np.float32)

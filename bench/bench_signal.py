@@ -12,7 +12,7 @@ import pandas as pd
 
 from common import report, report_feature_building, start_service, time_calls, wait_for_job
 
-from kryptobot.models.examples import classifier_example
+from kryptobot.models.common.examples import classifier_example
 
 N = 500
 
@@ -35,12 +35,12 @@ def main() -> None:
     finally:
         server.stop()
 
-    from kryptobot.models.signal import SignalService
+    from kryptobot.models.signal.runtime import SignalRuntime
     from kryptobot.settings import Settings
     from kryptobot.store import ModelStore
 
     store = ModelStore(workdir / "models", "signal")
-    model = SignalService(Settings(models_dir=workdir / "models")).load_version(store, version)
+    model = SignalRuntime(Settings(models_dir=workdir / "models")).load_version(store, version)
     row = np.random.default_rng(0).normal(size=(1, len(model.features) + 1)).astype(np.float32)
     onnx_ms = report("in-process ONNX Runtime predict_proba, 1 row", time_calls(lambda: model.predict_matrix(row), N))
     forest = model.sklearn_forest()

@@ -20,7 +20,7 @@ import redis
 
 from common import LiveServer, percentile
 
-from services.bootstrap import DEFAULT_BODIES
+from services.bootstrap import bodies as first_start_bodies
 from tests.services.trader.stack import TINY, start_model_services, trader_env
 
 REDIS = "redis://127.0.0.1:6379/15"
@@ -30,7 +30,7 @@ DAYS = ("2024-06-03", "2024-06-04", "2024-06-05", "2024-06-06", "2024-06-07")
 def sensible_bodies(train_until: str) -> dict[str, dict]:
     """The first-start training bodies of the stack, on data up to ``train_until`` (the
     backtest then has the years after it out of sample)."""
-    return {name: {**body, "data": {**body["data"], "end": train_until}} for name, body in DEFAULT_BODIES.items()}
+    return {name: {**body, "data": {**body["data"], "end": train_until}} for name, body in first_start_bodies().items()}
 
 
 def main() -> None:

@@ -20,22 +20,18 @@ import sys
 import time
 import traceback
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 from kryptobot.errors import Conflict, KryptoError, NotFound
 from kryptobot.settings import Settings
-from kryptobot.store import ModelStore, atomic_write_json
+from kryptobot.files import atomic_write_json, utc_now
+from kryptobot.store import ModelStore
 
 ACTIVE_STATES = ("queued", "running", "trained")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
-
-
-def import_service(path: str):
+def import_runtime(path: str):
     """``"package.module:ClassName"`` -> the class."""
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -44,8 +40,8 @@ def import_service(path: str):
 class JobRunner:
     """Starts, tracks and cancels one service's training jobs (at most one at a time)."""
 
-    def __init__(self, service_path: str, settings: Settings, store: ModelStore):
-        self.service_path = service_path
+    def __init__(self, runtime_path: str, settings: Settings, store: ModelStore):
+        self.runtime_path = runtime_path
         self.settings = settings
         self.store = store
         self.dir = store.dir / "jobs"
@@ -68,13 +64,13 @@ class JobRunner:
             "metrics": None,
             "error": None,
             "versions": [],
-            "created_at": _now(),
+            "created_at": utc_now(),
             "started_at": None,
             "finished_at": None,
             "pid": None,
         }
         spec = {
-            "service": self.service_path,
+            "runtime": self.runtime_path,
             "kind": kind,
             "models_dir": str(self.settings.models_dir),
             "csv_dir": str(self.settings.csv_dir) if self.settings.csv_dir else None,
@@ -104,7 +100,7 @@ class JobRunner:
                 job_id,
                 state="failed",
                 error=f"training process exited with code {code} before finishing",
-                finished_at=_now(),
+                finished_at=utc_now(),
             )
         return record
 
@@ -128,7 +124,7 @@ class JobRunner:
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        return self.update(job_id, state="cancelled", error="cancelled by request", finished_at=_now())
+        return self.update(job_id, state="cancelled", error="cancelled by request", finished_at=utc_now())
 
     def wait(self, job_id: str, timeout: float | None = None) -> dict:
         """Block until the child process exits (call from a worker thread)."""
@@ -150,7 +146,7 @@ class JobRunner:
                 continue
             record = json.loads(path.read_text())
             if record["state"] in ACTIVE_STATES:
-                record.update(state="failed", error="interrupted: the service restarted", finished_at=_now())
+                record.update(state="failed", error="interrupted: the service restarted", finished_at=utc_now())
                 atomic_write_json(path, record)
 
     def _path(self, job_id: str) -> Path:
@@ -193,19 +189,19 @@ def run_job(job_file: Path) -> int:
 
     def finish(**changes):
         rec = json.loads(job_file.read_text())
-        rec.update(changes, finished_at=_now() if changes.get("state") != "trained" else None)
+        rec.update(changes, finished_at=utc_now() if changes.get("state") != "trained" else None)
         atomic_write_json(job_file, rec)
 
     try:
-        service_cls = import_service(spec["service"])
+        runtime_cls = import_runtime(spec["runtime"])
         settings = Settings(models_dir=spec["models_dir"], csv_dir=spec["csv_dir"], config_dir=spec["config_dir"])
-        service = service_cls(settings)
-        store = ModelStore(settings.models_dir, service.name)
-        kind = next(k for k in service.jobs() if k.path.strip("/") == spec["kind"])
+        runtime = runtime_cls(settings)
+        store = ModelStore(settings.models_dir, runtime.name)
+        kind = next(k for k in runtime.jobs() if k.path.strip("/") == spec["kind"])
         config = kind.config.model_validate(record["config"])
-        finish(state="running", started_at=_now(), message="loading data")
-        ctx = TrainContext(settings=settings, store=store, service=service, progress=report)
-        trained = getattr(service, kind.method)(config, ctx)
+        finish(state="running", started_at=utc_now(), message="loading data")
+        ctx = TrainContext(settings=settings, store=store, runtime=runtime, progress=report)
+        trained = getattr(runtime, kind.method)(config, ctx)
         versions = []
         for model in trained:
             with store.stage(model.line) as staged:

@@ -5,9 +5,11 @@ Two roles, kept apart (after Seldon MLServer's runtime / server split):
 * :class:`ModelVersion` is one trained, loadable model: ``save`` writes its artifacts and
   reports, ``load`` reads them back (from the store, hashes verified), ``warmup`` makes
   the first real request fast, ``metadata`` describes it.
-* :class:`ModelService` is one service's model code: the request schemas, the training
-  jobs it offers (``/train`` and, for the signal service, ``/feature-selection``), and
-  ``predict`` over the active versions of its lines.
+* :class:`ModelRuntime` is one service's model code: the request schemas, the training
+  jobs it offers (``/train`` and, for the signal service, ``/feature-selection``),
+  ``predict`` over the active versions of its lines, and the Swagger example.
+
+The framework calls nothing else: a model package is reached only through this contract.
 
 Everything else (HTTP endpoints, job processes, the store, metrics, auth, errors) is
 written once in :mod:`kryptobot.jobs` and ``services.framework``.
@@ -55,6 +57,11 @@ class ModelVersion(ABC):
     def warmup(self) -> None:
         """Run a few predictions so the first request does not pay for compilation."""
 
+    @property
+    def version(self) -> str | None:
+        """The store's name of this version (``signal-v3``); None before it is stored."""
+        return None if self.stored_metadata is None else self.stored_metadata["version"]
+
 
 @dataclass
 class TrainContext:
@@ -62,7 +69,7 @@ class TrainContext:
 
     settings: Settings
     store: ModelStore
-    service: "ModelService"
+    runtime: "ModelRuntime"
     progress: ProgressFn = field(default=lambda *a, **k: None)
 
     def load_bars(self, spec: DataSpec) -> dict[str, pd.DataFrame]:
@@ -70,7 +77,7 @@ class TrainContext:
 
     def active_model(self, line: str) -> ModelVersion | None:
         version = self.store.active().get(line)
-        return None if version is None else self.service.load_version(self.store, version)
+        return None if version is None else self.runtime.load_version(self.store, version)
 
 
 @dataclass(frozen=True)
@@ -83,10 +90,11 @@ class JobKind:
     summary: str = ""
 
 
-class ModelService(ABC):
+class ModelRuntime(ABC):
     """One model service's model code and schemas; the framework does the rest.
 
-    Subclasses set the class attributes and implement ``train`` and ``predict``.
+    Subclasses set the class attributes and implement ``train``, ``predict`` and
+    ``predict_example``.
     """
 
     name: ClassVar[str]
@@ -121,6 +129,11 @@ class ModelService(ABC):
 
         Must be CPU-only and thread-safe: the framework calls it from a worker thread.
         """
+
+    @classmethod
+    @abstractmethod
+    def predict_example(cls) -> dict:
+        """A ``/predict`` body that works as it is: the Swagger example, also used by tests."""
 
     def version_class(self, line: str) -> type[ModelVersion]:
         return self.version_classes[line]

@@ -34,11 +34,7 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     max_batch: int = Field(1000, ge=1)
     log_format: Literal["auto", "json", "text"] = "auto"
-    trader_url: str = "http://127.0.0.1:8000"
-    signal_url: str = "http://127.0.0.1:8001"
-    anomaly_url: str = "http://127.0.0.1:8002"
-    ensemble_url: str = "http://127.0.0.1:8003"
-    forecast_url: str = "http://127.0.0.1:8004"
+    tf_threads: int = Field(2, ge=1, le=256, description="TensorFlow's intra- and inter-op thread pools (anomaly, forecast)")
 
 
 class FileSettings(BaseModel):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from kryptobot.errors import IntegrityError, InvalidInput, NotFound
+from kryptobot.files import atomic_write_json
 
 VERSION_RE = re.compile(r"^(?P<line>[a-z][a-z0-9_]*)-v(?P<n>\d+)$")
 REPORT_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+\.(png|json)$")
@@ -38,25 +39,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 class StagedVersion:

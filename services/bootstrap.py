@@ -28,56 +28,7 @@ from dataclasses import dataclass
 import httpx
 
 from kryptobot.settings import Settings
-
-MODEL_SERVICES = ("signal", "anomaly", "ensemble", "forecast")
-
-_DATA = {"source": "synthetic", "symbols": ["SYNA", "SYNB"]}
-
-#: First-start bodies: the services' own Swagger examples, trimmed so all four are trained
-#: on 2 cores in a few minutes. A real model is trained by the user with POST /train.
-DEFAULT_BODIES: dict[str, dict] = {
-    "signal": {
-        "data": {**_DATA, "start": "2014-01-01", "end": "2022-12-31"},
-        "model": {"n_estimators": 100, "max_depth": 6, "min_samples_leaf": 20},
-    },
-    "ensemble": {
-        "data": {**_DATA, "start": "2014-01-01", "end": "2022-12-31"},
-        "voting": "soft",
-        "random_forest": {"n_estimators": 60},
-        "gradient_boosting": {"n_estimators": 60},
-        "ada_boost": {"n_estimators": 60},
-    },
-    "anomaly": {
-        "data": {**_DATA, "start": "2016-01-01", "end": "2023-12-31"},
-        "epochs": 12,
-        "window": 20,
-    },
-    "forecast": {
-        # sequence_length and forecast_horizon come from config/forecasting_settings.json
-        "data": {**_DATA, "start": "2016-01-01", "end": "2023-12-31"},
-        "model_types": ["lstm", "gru"],
-        "epochs": 6,
-        "units": 32,
-    },
-}
-
-#: Tiny bodies (KRYPTOBOT_STACK_QUICK=1, tests): seconds per service, still real models.
-_QUICK_DATA = {**_DATA, "start": "2018-01-01", "end": "2021-12-31"}
-QUICK_BODIES: dict[str, dict] = {
-    "signal": {"data": _QUICK_DATA, "model": {"n_estimators": 20, "max_depth": 4}, "evaluation": {"n_splits": 2}},
-    "ensemble": {
-        "data": _QUICK_DATA,
-        "random_forest": {"n_estimators": 10},
-        "gradient_boosting": {"n_estimators": 10},
-        "ada_boost": {"n_estimators": 10},
-        "evaluation": {"n_splits": 2},
-    },
-    "anomaly": {"data": _QUICK_DATA, "epochs": 1, "window": 20, "units": 16},
-    "forecast": {
-        "data": _QUICK_DATA, "model_types": ["gru"], "sequence_length": 20, "forecast_horizon": 5,
-        "epochs": 1, "units": 8,
-    },
-}
+from services.table import MODEL_SERVICES, ServiceUrls, spec
 
 Log = Callable[[str], None]
 
@@ -99,13 +50,13 @@ class Outcome:
 
 
 def bodies(quick: bool = False) -> dict[str, dict]:
-    return QUICK_BODIES if quick else DEFAULT_BODIES
+    """Each model service's first-start ``POST /train`` body, from the service table."""
+    return {name: spec(name).training_body(quick) for name in MODEL_SERVICES}
 
 
-def service_urls(settings: Settings | None = None) -> dict[str, str]:
-    """The four model services' URLs from ``KRYPTOBOT_<NAME>_URL``."""
-    settings = settings or Settings()
-    return {name: getattr(settings, f"{name}_url") for name in MODEL_SERVICES}
+def service_urls(urls: ServiceUrls | None = None) -> dict[str, str]:
+    """The model services' URLs from ``KRYPTOBOT_<NAME>_URL``."""
+    return (urls or ServiceUrls()).urls()
 
 
 def needs_training(client: httpx.Client) -> tuple[bool, str]:
@@ -252,12 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--service-url needs the --service it belongs to")
     if len(args.service_url) > len(names):
         parser.error("more --service-url than --service")
-    settings = Settings()
-    urls = {**{n: service_urls(settings)[n] for n in names}, **dict(zip(names, args.service_url))}
+    urls = {**{n: service_urls()[n] for n in names}, **dict(zip(names, args.service_url))}
+    api_key = Settings().api_key
     log = lambda line: print(f"[bootstrap] {line}", flush=True)
     try:
         wait_until_live(urls, args.live_timeout)
-        for outcome in ensure_models(urls, quick=args.quick, parallel=args.parallel, api_key=settings.api_key, timeout=args.timeout, log=log):
+        for outcome in ensure_models(urls, quick=args.quick, parallel=args.parallel, api_key=api_key, timeout=args.timeout, log=log):
             log(f"{outcome.service}: {outcome.action} {outcome.detail}".rstrip())
     except BootstrapError as exc:
         log(f"failed: {exc}")

@@ -8,6 +8,7 @@ An option left out is not sent, so the service's own default (or settings file) 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated
 
@@ -16,15 +17,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from kryptobot.settings import Settings
+from services.table import MODEL_SERVICES, ServiceUrls
 
 app = typer.Typer(help="KryptoBot ML: train the models and run the bot through the services' HTTP APIs.", no_args_is_help=True)
 console = Console()
-SERVICES = ("signal", "ensemble", "anomaly", "forecast")
 ENDED = ("succeeded", "failed", "cancelled")
-# set by the callback at the start of every invocation (one invocation per process,
-# or per CliRunner.invoke), so no command has to thread the key through
-_options: dict = {"api_key": None}
 
 Symbols = Annotated[str | None, typer.Option(help="space- or comma-separated symbols (default: the service's)")]
 Start = Annotated[str | None, typer.Option(help="first day of training data, YYYY-MM-DD")]
@@ -38,40 +35,50 @@ class Voting(str, Enum):
     hard = "hard"
 
 
+@dataclass(frozen=True)
+class Api:
+    """One invocation's view of the services: their URLs and the key it sends.
+
+    Kept on click's context (``ctx.obj``), not in a module global: each invocation (a process,
+    or one ``CliRunner.invoke``) gets its own.
+    """
+
+    api_key: str | None
+    urls: ServiceUrls
+
+    def url(self, service: str) -> str:
+        return self.urls.url(service)
+
+    def headers(self) -> dict:
+        return {"X-API-Key": self.api_key} if self.api_key else {}
+
+    def call(self, method: str, url: str, body: dict | None = None) -> dict | list:
+        """One request; a connection failure or an error answer ends the command with exit code 1."""
+        try:
+            resp = httpx.request(method, url, json=body, headers=self.headers(), timeout=600)
+        except httpx.HTTPError as exc:
+            _say(f"cannot reach {url}: {exc}", "red")
+            raise typer.Exit(1) from exc
+        if resp.status_code >= 400:
+            try:
+                detail = resp.json().get("detail", resp.text)
+            except ValueError:  # not JSON: a proxy's error page, say
+                detail = resp.text
+            _say(f"{resp.status_code} from {url}: {detail}", "red")
+            raise typer.Exit(1)
+        return resp.json()
+
+
 @app.callback()
-def main(api_key: Annotated[str | None, typer.Option(envvar="KRYPTOBOT_API_KEY", help="sent as X-API-Key")] = None) -> None:
-    _options["api_key"] = api_key
+def main(ctx: typer.Context,
+         api_key: Annotated[str | None, typer.Option(envvar="KRYPTOBOT_API_KEY", help="sent as X-API-Key")] = None) -> None:
+    ctx.obj = Api(api_key, ServiceUrls())
 
 
 def _say(text: str, style: str | None = None) -> None:
     """Print service text as it is: a detail like "[weights] ..." is not a rich markup tag."""
     console.print(text, style=style, markup=False, highlight=False)
 
-
-def _url(service: str) -> str:
-    return getattr(Settings(), f"{service}_url")
-
-
-def _headers() -> dict:
-    key = _options["api_key"]
-    return {"X-API-Key": key} if key else {}
-
-
-def _call(method: str, url: str, body: dict | None = None) -> dict | list:
-    """One request; a connection failure or an error answer ends the command with exit code 1."""
-    try:
-        resp = httpx.request(method, url, json=body, headers=_headers(), timeout=600)
-    except httpx.HTTPError as exc:
-        _say(f"cannot reach {url}: {exc}", "red")
-        raise typer.Exit(1) from exc
-    if resp.status_code >= 400:
-        try:
-            detail = resp.json().get("detail", resp.text)
-        except ValueError:  # not JSON: a proxy's error page, say
-            detail = resp.text
-        _say(f"{resp.status_code} from {url}: {detail}", "red")
-        raise typer.Exit(1)
-    return resp.json()
 
 
 def _symbols(symbols: str) -> list[str]:
@@ -95,9 +102,9 @@ def _chosen(flags: dict[str, bool | None]) -> list[str] | None:
     return [name for name, on in flags.items() if on or (on is None and not picked)]
 
 
-def _run_job(service: str, path: str, body: dict, wait: bool) -> None:
-    base = _url(service)
-    job = _call("POST", f"{base}{path}", body)
+def _run_job(api: Api, service: str, path: str, body: dict, wait: bool) -> None:
+    base = api.url(service)
+    job = api.call("POST", f"{base}{path}", body)
     console.print(f"{service}: job {job['id']} started")
     if not wait:
         return
@@ -108,7 +115,7 @@ def _run_job(service: str, path: str, body: dict, wait: bool) -> None:
             task = progress.add_task("train", total=1.0, service=service, message="queued")
             while job["state"] not in ENDED:
                 time.sleep(0.5)
-                job = _call("GET", f"{base}/train/{job['id']}")
+                job = api.call("GET", f"{base}/train/{job['id']}")
                 # the message carries the epoch and loss of a neural model (see neural.progress_callback)
                 progress.update(task, completed=job["progress"], message=job.get("message") or job["state"])
     except KeyboardInterrupt:
@@ -122,23 +129,23 @@ def _run_job(service: str, path: str, body: dict, wait: bool) -> None:
 
 
 @app.command("train-signal")
-def train_signal(symbols: Symbols = None, start: Start = None, end: End = None, source: Source = None,
+def train_signal(ctx: typer.Context, symbols: Symbols = None, start: Start = None, end: End = None, source: Source = None,
                  n_estimators: Annotated[int | None, typer.Option(help="trees (default: the service's)")] = None,
                  max_depth: Annotated[int | None, typer.Option(help="tree depth (default: the service's)")] = None,
                  wait: Wait = True) -> None:
     """Train the RandomForest signal model (train_ml_model.py)."""
     body = _given(data=_data(symbols, start, end, source), model=_given(n_estimators=n_estimators, max_depth=max_depth))
-    _run_job("signal", "/train", body, wait)
+    _run_job(ctx.obj, "signal", "/train", body, wait)
 
 
 @app.command("train-anomaly")
-def train_anomaly(symbols: Symbols = None, start: Start = None, end: End = None, source: Source = None,
+def train_anomaly(ctx: typer.Context, symbols: Symbols = None, start: Start = None, end: End = None, source: Source = None,
                   epochs: Annotated[int | None, typer.Option(help="maximum epochs (default: the service's)")] = None,
                   batch_size: Annotated[int | None, typer.Option(help="default: the service's")] = None,
                   wait: Wait = True) -> None:
     """Train the LSTM autoencoder (train_anomaly_detector.py --symbols --epochs --batch-size)."""
     body = _given(data=_data(symbols, start, end, source), epochs=epochs, batch_size=batch_size)
-    _run_job("anomaly", "/train", body, wait)
+    _run_job(ctx.obj, "anomaly", "/train", body, wait)
 
 
 def _weights(weights: str | None) -> list[float] | None:
@@ -153,17 +160,17 @@ def _weights(weights: str | None) -> list[float] | None:
 
 
 @app.command("train-ensemble")
-def train_ensemble(voting: Annotated[Voting | None, typer.Option(help="default: the service's")] = None,
+def train_ensemble(ctx: typer.Context, voting: Annotated[Voting | None, typer.Option(help="default: the service's")] = None,
                    weights: Annotated[str | None, typer.Option(help="one per base model, comma-separated, e.g. 1,2,1")] = None,
                    symbols: Symbols = None, start: Start = None, end: End = None, source: Source = None,
                    wait: Wait = True) -> None:
     """Train the voting ensemble (ensemble_learning.py / start_ensemble_bot.sh --voting --weights)."""
     body = _given(data=_data(symbols, start, end, source), voting=voting and voting.value, weights=_weights(weights))
-    _run_job("ensemble", "/train", body, wait)
+    _run_job(ctx.obj, "ensemble", "/train", body, wait)
 
 
 @app.command("train-forecast")
-def train_forecast(lstm: Annotated[bool | None, typer.Option("--lstm/--no-lstm")] = None,
+def train_forecast(ctx: typer.Context, lstm: Annotated[bool | None, typer.Option("--lstm/--no-lstm")] = None,
                    gru: Annotated[bool | None, typer.Option("--gru/--no-gru", help="neither: the settings' model_types")] = None,
                    symbols: Symbols = None, start: Start = None, end: End = None, source: Source = None,
                    epochs: Annotated[int | None, typer.Option(help="maximum epochs (default: the service's)")] = None,
@@ -173,15 +180,15 @@ def train_forecast(lstm: Annotated[bool | None, typer.Option("--lstm/--no-lstm")
     if types == []:
         _say("nothing to train: --no-lstm and --no-gru leave no model", "red")
         raise typer.Exit(1)
-    _run_job("forecast", "/train", _given(data=_data(symbols, start, end, source), model_types=types, epochs=epochs), wait)
+    _run_job(ctx.obj, "forecast", "/train", _given(data=_data(symbols, start, end, source), model_types=types, epochs=epochs), wait)
 
 
 @app.command("feature-selection")
-def feature_selection(symbols: Symbols = None, start: Start = None, end: End = None, source: Source = None,
+def feature_selection(ctx: typer.Context, symbols: Symbols = None, start: Start = None, end: End = None, source: Source = None,
                       rfecv: Annotated[bool | None, typer.Option("--rfecv/--no-rfecv", help="also run RFECV (default: the service's)")] = None,
                       wait: Wait = True) -> None:
     """Compare feature sets of the active signal model; the best becomes a new version (run_feature_selection.sh)."""
-    _run_job("signal", "/feature-selection", _given(data=_data(symbols, start, end, source), rfecv=rfecv), wait)
+    _run_job(ctx.obj, "signal", "/feature-selection", _given(data=_data(symbols, start, end, source), rfecv=rfecv), wait)
 
 
 def _ready(url: str) -> tuple[int, dict] | None:
@@ -194,17 +201,17 @@ def _ready(url: str) -> tuple[int, dict] | None:
 
 
 @app.command("status")
-def status() -> None:
+def status(ctx: typer.Context) -> None:
     """Health and active model versions of every service."""
-    for service in SERVICES:
-        answer = _ready(_url(service))
+    for service in MODEL_SERVICES:
+        answer = _ready(ctx.obj.url(service))
         if answer is None:
             _say(f"{service:<9} down")
             continue
         code, body = answer
         versions = ", ".join(f"{line}={v}" for line, v in (body.get("model_versions") or {}).items())
         _say(f"{service:<9} {'ready' if code == 200 else 'not ready':<10} {versions or body.get('detail', '')}")
-    answer = _ready(Settings().trader_url)
+    answer = _ready(ctx.obj.url("trader"))
     if answer is None:
         _say(f"{'trader':<9} down")
     else:
@@ -213,7 +220,7 @@ def status() -> None:
 
 
 @app.command("run-bot")
-def run_bot(ml: Annotated[bool | None, typer.Option("--ml/--no-ml", help="signal model + anomaly detector")] = None,
+def run_bot(ctx: typer.Context, ml: Annotated[bool | None, typer.Option("--ml/--no-ml", help="signal model + anomaly detector")] = None,
             ensemble: Annotated[bool | None, typer.Option("--ensemble/--no-ensemble")] = None,
             forecast: Annotated[bool | None, typer.Option("--forecast/--no-forecast", help="no layer flag: the trader's settings")] = None,
             every: Annotated[float, typer.Option(help="minutes between cycles (0 = one cycle)")] = 0,
@@ -233,19 +240,19 @@ def run_bot(ml: Annotated[bool | None, typer.Option("--ml/--no-ml", help="signal
     after the --train-* jobs, if any, have succeeded."""
     _weights(weights)  # a typo must not surface only after the earlier training jobs ran
     if train_ml_first:
-        train_signal(symbols=symbols, start=None, end=None, source=None, n_estimators=None, max_depth=None, wait=True)
+        train_signal(ctx, symbols=symbols, start=None, end=None, source=None, n_estimators=None, max_depth=None, wait=True)
     if train_anomaly_first:
-        train_anomaly(symbols=symbols, start=None, end=None, source=None, epochs=epochs, batch_size=batch_size, wait=True)
+        train_anomaly(ctx, symbols=symbols, start=None, end=None, source=None, epochs=epochs, batch_size=batch_size, wait=True)
     if train_ensemble_first:
-        train_ensemble(voting=voting, weights=weights, symbols=symbols, start=None, end=None, source=None, wait=True)
+        train_ensemble(ctx, voting=voting, weights=weights, symbols=symbols, start=None, end=None, source=None, wait=True)
     if train_lstm_first or train_gru_first:
-        train_forecast(lstm=train_lstm_first, gru=train_gru_first, symbols=symbols, start=None, end=None, source=None, epochs=epochs, wait=True)
+        train_forecast(ctx, lstm=train_lstm_first, gru=train_gru_first, symbols=symbols, start=None, end=None, source=None, epochs=epochs, wait=True)
     chosen = _chosen({"ml": ml, "ensemble": ensemble, "forecast": forecast})
     layers = None if chosen is None else [layer for c in chosen for layer in (("signal", "anomaly") if c == "ml" else (c,))]
     body = _given(layers=layers, as_of=as_of, symbols=_symbols(symbols) if symbols else None)
     while True:
         try:
-            result = _call("POST", f"{Settings().trader_url}/cycle", body)
+            result = ctx.obj.call("POST", ctx.obj.url("trader") + "/cycle", body)
         except typer.Exit:
             if every <= 0:
                 raise

@@ -39,17 +39,12 @@ from pathlib import Path
 
 import httpx
 
-from services.bootstrap import (
-    MODEL_SERVICES,
-    POLL_REQUEST_ID,
-    BootstrapError,
-    ensure_models,
-)
+from services.bootstrap import POLL_REQUEST_ID, BootstrapError, ensure_models
+from services.table import HOST, MODEL_SERVICES, PORT_BASE, SERVICES, spec
 
 ROOT = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
-#: port offsets from KRYPTOBOT_STACK_PORT_BASE, as in docker-compose.yml
-PORT_OFFSETS = {"trader": 0, "signal": 1, "anomaly": 2, "ensemble": 3, "forecast": 4}
+#: port offsets from KRYPTOBOT_STACK_PORT_BASE: the service table's, as in docker-compose.yml
+PORT_OFFSETS = {s.name: s.port_offset for s in SERVICES}
 LIVE_TIMEOUT = 120.0
 STOP_GRACE = 20.0
 NAME_WIDTH = max(map(len, PORT_OFFSETS)) + 2
@@ -85,7 +80,7 @@ class StackConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> StackConfig:
-        base = _int(environ, "KRYPTOBOT_STACK_PORT_BASE", 8000, 1, 65535 - max(PORT_OFFSETS.values()))
+        base = _int(environ, "KRYPTOBOT_STACK_PORT_BASE", PORT_BASE, 1, 65535 - max(PORT_OFFSETS.values()))
         ports = {
             name: _int(environ, f"KRYPTOBOT_STACK_{name.upper()}_PORT", base + offset, 1, 65535)
             for name, offset in PORT_OFFSETS.items()
@@ -117,7 +112,7 @@ class StackConfig:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env["PYTHONUNBUFFERED"] = "1"  # lines reach the terminal as they are printed
         for name in MODEL_SERVICES:  # the topology is the stack's: the trader must call these
-            env[f"KRYPTOBOT_{name.upper()}_URL"] = self.url(name)
+            env[spec(name).url_env] = self.url(name)
         return env
 
 
@@ -153,7 +148,7 @@ class Child:
     def start(self, env: dict[str, str], out: Output, log_config: Path | None = None) -> None:
         self.json_lines = env.get("KRYPTOBOT_LOG_FORMAT") == "json"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", f"services.{self.name}.app:create_app", "--factory",
+            [sys.executable, "-m", "uvicorn", spec(self.name).app, "--factory",
              "--host", HOST, "--port", str(self.port),
              "--no-access-log",  # the services log their own requests (with request ids)
              *(["--log-config", str(log_config)] if log_config else [])],
@@ -229,7 +224,7 @@ def uvicorn_json_logging(path: Path) -> Path:
 
 def service_names() -> list[str]:
     """The services whose app module exists (the trader may not be written yet)."""
-    return [name for name in PORT_OFFSETS if (ROOT / "services" / name / "app.py").exists()]
+    return [s.name for s in SERVICES if (ROOT / (s.app.split(":")[0].replace(".", "/") + ".py")).exists()]
 
 
 class Stack:

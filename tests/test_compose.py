@@ -16,14 +16,13 @@ import pytest
 import yaml
 
 from kryptobot.settings import SETTINGS_FILES, Settings
-from services.stack import PORT_OFFSETS
+from services.table import MODEL_SERVICES, SERVICES as TABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-PORTS = {"trader": 8000, "signal": 8001, "anomaly": 8002, "ensemble": 8003, "forecast": 8004}
-MODEL_SERVICES = ("signal", "anomaly", "ensemble", "forecast")
-TF_SERVICES = {"anomaly", "forecast"}
+PORTS = {s.name: s.port() for s in TABLE}  # the service table's: compose must match it
+TF_SERVICES = {s.name for s in TABLE if s.tensorflow}
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 EXTRAS = PYPROJECT["project"]["optional-dependencies"]
 
@@ -79,7 +78,7 @@ def requirements(extras: set[str]) -> list[str]:
 
 def test_the_five_services_and_redis_are_there():
     assert set(PORTS) | {"redis"} <= set(SERVICES)
-    assert PORTS == {name: 8000 + offset for name, offset in PORT_OFFSETS.items()}, "the local stack uses other ports"
+    assert set(PORTS) == set(SERVICES) - {"redis", "bootstrap"}, "compose and the service table list other services"
 
 
 @pytest.mark.parametrize("name", sorted(n for n in SERVICES if "build" in SERVICES[n]))
@@ -192,13 +191,14 @@ def test_bootstrap_trains_the_model_services_once():
     assert set(MODEL_SERVICES) <= set(boot["depends_on"])
     for name in MODEL_SERVICES:
         assert boot["environment"][f"KRYPTOBOT_{name.upper()}_URL"] == f"http://{name}:{PORTS[name]}"
-    assert "COPY services/bootstrap.py ./services/" in (ROOT / boot["build"]["dockerfile"]).read_text()
+    assert "COPY services/bootstrap.py services/table.py ./services/" in (ROOT / boot["build"]["dockerfile"]).read_text()
 
 
 def _known_variables() -> set[str]:
     fields = set(Settings.model_fields)
     try:
-        from services.trader.settings import TraderEnv, TraderSettings
+        from services.trader.settings import TraderEnv
+        from kryptobot.trading.settings import TraderSettings
 
         fields |= set(TraderEnv.model_fields)
         files = {**{f: m for m, f in SETTINGS_FILES.items()}, "trader_settings.json": TraderSettings}

@@ -33,12 +33,12 @@ STOP_TIMEOUT = 40.0
 
 
 def service_classes() -> dict:
-    from kryptobot.models.anomaly import AnomalyService
-    from kryptobot.models.ensemble import EnsembleService
-    from kryptobot.models.forecast import ForecastService
-    from kryptobot.models.signal import SignalService
+    from kryptobot.models.anomaly.runtime import AnomalyRuntime
+    from kryptobot.models.ensemble.runtime import EnsembleRuntime
+    from kryptobot.models.forecast.runtime import ForecastRuntime
+    from kryptobot.models.signal.runtime import SignalRuntime
 
-    return {"signal": SignalService, "anomaly": AnomalyService, "ensemble": EnsembleService, "forecast": ForecastService}
+    return {"signal": SignalRuntime, "anomaly": AnomalyRuntime, "ensemble": EnsembleRuntime, "forecast": ForecastRuntime}
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from services.bootstrap import MODEL_SERVICES, ensure_models
+from services.bootstrap import ensure_models
+from services.table import MODEL_SERVICES, spec
 from tests.services.trader.stack import trader_env
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -28,7 +29,7 @@ def services(start_server, redis_url, tmp_path_factory):
     # started side by side (each start is mostly imports), then trained before anything is
     # pressed, with the first-start bootstrap's tiny bodies
     with ThreadPoolExecutor(len(MODEL_SERVICES)) as pool:
-        started = pool.map(lambda name: start_server(f"services.{name}.app:create_app"), MODEL_SERVICES)
+        started = pool.map(lambda name: start_server(spec(name).app), MODEL_SERVICES)
         models = dict(zip(MODEL_SERVICES, started))
     ensure_models({name: server.url for name, server in models.items()}, quick=True, poll=0.3, log=lambda _: None)
     env = trader_env(models, redis_url, tmp_path_factory.mktemp("trader-ui"), "test-ui:forecast")

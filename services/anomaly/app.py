@@ -1,7 +1,7 @@
 """Anomaly service: LSTM autoencoder anomaly detector (port 8002)."""
-from kryptobot.models.anomaly import AnomalyService
+from kryptobot.models.anomaly.runtime import AnomalyRuntime
 from services.framework import create_model_app
 
 
 def create_app():
-    return create_model_app(AnomalyService, "kryptobot.models.anomaly:AnomalyService")
+    return create_model_app(AnomalyRuntime)

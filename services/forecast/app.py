@@ -1,7 +1,7 @@
 """Forecast service: LSTM and GRU price forecasters with calibrated intervals (port 8004)."""
-from kryptobot.models.forecast import ForecastService
+from kryptobot.models.forecast.runtime import ForecastRuntime
 from services.framework import create_model_app
 
 
 def create_app():
-    return create_model_app(ForecastService, "kryptobot.models.forecast:ForecastService")
+    return create_model_app(ForecastRuntime)

@@ -1,7 +1,7 @@
 """Signal service: RandomForest meta-labeller (port 8001)."""
-from kryptobot.models.signal import SignalService
+from kryptobot.models.signal.runtime import SignalRuntime
 from services.framework import create_model_app
 
 
 def create_app():
-    return create_model_app(SignalService, "kryptobot.models.signal:SignalService")
+    return create_model_app(SignalRuntime)

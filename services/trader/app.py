@@ -10,26 +10,27 @@ from typing import Annotated
 import httpx
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kryptobot.data.base import UniqueSymbols
 from kryptobot.errors import InvalidInput, NotFound
 from kryptobot.store import REPORT_NAME_RE
-from services.framework.docs import install_docs
-from services.framework.errors import install_error_handlers
-from services.framework.observability import Metrics, configure_logging, install_request_middleware
-from services.trader.backtest import BACKTEST_TIMEOUT_SECONDS, BacktestRequest, run_backtest, write_reports
-from services.trader.broker import PaperBroker
+from kryptobot.trading.backtest import BacktestRequest, write_reports
+from kryptobot.trading.broker import PaperBroker
+from kryptobot.trading.decisions import LAYERS, Layers
+from kryptobot.trading.settings import TraderConfig
+from services.framework.base import create_base_app
+from services.framework.observability import Metrics, configure_logging
+from services.table import MODEL_SERVICES
+from services.trader.backtest import BACKTEST_TIMEOUT_SECONDS, run_backtest
 from services.trader.cache import ForecastCache
 from services.trader.clients import CircuitBreaker, ModelClient
-from services.trader.decisions import LAYERS, Layers
 from services.trader.engine import Engine
 from services.trader.scheduler import run_every
-from services.trader.settings import TraderConfig, TraderEnv
+from services.trader.settings import TraderEnv
 
-SERVICES = ("signal", "ensemble", "anomaly", "forecast")
+DESCRIPTION = "Technical signals checked, sized and vetoed by the ML services; paper trading with a durable ledger; backtests."
 
 
 @dataclass
@@ -69,19 +70,19 @@ class CycleRequest(BaseModel):
 
 def create_app(env: TraderEnv | None = None) -> FastAPI:
     env = env or TraderEnv()
-    metrics = Metrics("trader")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         configure_logging("trader", env.log_format)
+        metrics = app.state.metrics
         config = TraderConfig.load(env.config_dir)
         t = config.trader
         http = httpx.AsyncClient(limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
-        urls = {"signal": env.signal_url, "ensemble": env.ensemble_url, "anomaly": env.anomaly_url, "forecast": env.forecast_url}
-        clients = {n: ModelClient(n, urls[n], http, t.request_timeout_seconds, t.retries, CircuitBreaker()) for n in SERVICES}
+        urls = env.urls(MODEL_SERVICES)
+        clients = {n: ModelClient(n, urls[n], http, t.request_timeout_seconds, t.retries, CircuitBreaker()) for n in MODEL_SERVICES}
         # a backtest's whole-history batches take longer than a cycle's calls, and must not
         # be retried nor open the live circuits when one of them times out
-        backtest_clients = {n: ModelClient(n, urls[n], http, BACKTEST_TIMEOUT_SECONDS, 0, CircuitBreaker()) for n in SERVICES}
+        backtest_clients = {n: ModelClient(n, urls[n], http, BACKTEST_TIMEOUT_SECONDS, 0, CircuitBreaker()) for n in MODEL_SERVICES}
         cache = ForecastCache(env.redis_url, config.forecasting.update_frequency, env.cache_prefix, registry=metrics.registry)
         broker = PaperBroker(env.ledger_path, t.initial_cash, t.commission, t.slippage)
         state = TraderState(env, config, Engine(config, env, clients, cache, broker), clients, backtest_clients, cache, broker, metrics, asyncio.Lock())
@@ -98,20 +99,12 @@ def create_app(env: TraderEnv | None = None) -> FastAPI:
         await cache.close()
         broker.close()
 
-    app = FastAPI(title="KryptoBot trader", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Technical signals checked, sized and vetoed by the ML services; paper trading with a durable ledger; backtests.")
-    install_docs(app)
-    install_error_handlers(app)
-    install_request_middleware(app, metrics)
+    app = create_base_app("trader", "KryptoBot trader", DESCRIPTION, env, lifespan)
     _routes(app)
     return app
 
 
 def _routes(app: FastAPI) -> None:
-    @app.get("/health/live", tags=["health"])
-    async def live():
-        return {"status": "live"}
-
     @app.get("/health/ready", tags=["health"], summary="200 when the ledger is open; reports each dependency")
     async def ready(state: State):
         return {
@@ -157,7 +150,3 @@ def _routes(app: FastAPI) -> None:
         if not path.is_file():
             raise NotFound(f"no report {name!r}: run POST /backtest first", field="name")
         return FileResponse(path)
-
-    @app.get("/metrics", tags=["health"])
-    async def metrics(state: State):
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

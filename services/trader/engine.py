@@ -13,12 +13,13 @@ from dataclasses import asdict, dataclass
 
 from kryptobot.data import get_provider
 from kryptobot.errors import KryptoError, ServiceUnavailable
-from services.trader.broker import PaperBroker
+from kryptobot.trading.broker import PaperBroker
 from services.trader.cache import ForecastCache
 from services.trader.clients import ModelClient
-from services.trader.decisions import Decision, Holding, Layers, ModelOutputs, buy_quantity, decide, outputs_from
-from services.trader.market import MODEL_BARS, SymbolView, view
-from services.trader.settings import TraderConfig, TraderEnv
+from kryptobot.trading.decisions import Decision, Holding, Layers, ModelOutputs, buy_quantity, decide, outputs_from
+from kryptobot.trading.market import MODEL_BARS, SymbolView, view
+from kryptobot.trading.settings import TraderConfig
+from services.trader.settings import TraderEnv
 
 log = logging.getLogger("kryptobot.trader.insight")
 

@@ -20,9 +20,11 @@ import pytest
 
 from kryptobot.data.synthetic import SyntheticMarket
 from kryptobot.errors import IntegrityError
-from kryptobot.models.anomaly import AnomalyDetector, AnomalyService
-from kryptobot.models.anomaly_training import AnomalyTrainConfig, split_symbol, train_detector
-from kryptobot.models.anomaly_windows import bar_features, detection_scores, min_bars, summarize_detection
+from kryptobot.models.anomaly.model import AnomalyDetector
+from kryptobot.models.anomaly.runtime import AnomalyRuntime
+from kryptobot.models.anomaly.schemas import AnomalyTrainConfig
+from kryptobot.models.anomaly.training import split_symbol, train_detector
+from kryptobot.models.anomaly.data import bar_features, detection_scores, min_bars, summarize_detection
 from kryptobot.settings import Settings
 
 SYMBOLS = ["SYNA", "SYNB", "SYNC", "SYND", "SPY"]
@@ -148,11 +150,11 @@ def test_saved_version_loads_and_scores_identically(detector, bars, tmp_path):
 def test_service_predict_batches_instances_and_last_only_matches(detector, bars):
     from kryptobot.schemas import Bars
 
-    service = AnomalyService(Settings())
+    service = AnomalyRuntime(Settings())
     frames = [bars["SYNA"].tail(min_bars(CONFIG.window) + 39), bars["SYNC"].tail(min_bars(CONFIG.window))]
-    instances = [AnomalyService.Instance(symbol=s, bars=Bars.from_frame(f)) for s, f in zip(("SYNA", "SYNC"), frames)]
-    full = service.predict({"anomaly": detector}, instances, AnomalyService.PredictOptions())
-    last = service.predict({"anomaly": detector}, instances, AnomalyService.PredictOptions(last_only=True))
+    instances = [AnomalyRuntime.Instance(symbol=s, bars=Bars.from_frame(f)) for s, f in zip(("SYNA", "SYNC"), frames)]
+    full = service.predict({"anomaly": detector}, instances, AnomalyRuntime.PredictOptions())
+    last = service.predict({"anomaly": detector}, instances, AnomalyRuntime.PredictOptions(last_only=True))
     assert [len(p["windows"]["error"]) for p in full] == [40, 1]
     for f, frame, one in zip(full, frames, last):
         direct = detector.score(frame)

@@ -8,16 +8,13 @@ import pytest
 
 from kryptobot.data import DataSpec
 from kryptobot.features import FEATURE_NAMES
-from kryptobot.models.ensemble import (
-    BASE_MODELS,
-    EnsembleModel,
-    EnsembleService,
-    EnsembleTrainConfig,
-    combine,
-    evaluate_ensemble,
-)
-from kryptobot.models.ensemble_onnx import adaboost_to_onnx
-from kryptobot.models.meta import OnnxClassifier, load_meta_dataset, model_columns
+from kryptobot.models.ensemble.schemas import BASE_MODELS, EnsembleTrainConfig
+from kryptobot.models.ensemble.model import combine
+from kryptobot.models.ensemble.runtime import EnsembleRuntime
+from kryptobot.models.ensemble.training import evaluate_ensemble, fit
+from kryptobot.models.ensemble.onnx import adaboost_to_onnx
+from kryptobot.models.common.onnx import OnnxClassifier
+from kryptobot.models.common.classifier import load_meta_dataset, model_columns
 from kryptobot.runtime import TrainContext
 from kryptobot.settings import Settings
 from kryptobot.store import ModelStore
@@ -29,15 +26,15 @@ SIX_SYMBOLS = ("SYNA", "SYNB", "SYNC", "SYND", "SPY", "QQQ")
 def _fit(tmp_path, voting="soft", weights=(1, 2, 1), predictability=0.8, symbols=("SYNA", "SYNB"), start="2016-01-01"):
     """Train through the service's own code, save to a store, load back what serving loads."""
     settings = Settings(models_dir=tmp_path)
-    service = EnsembleService(settings)
+    service = EnsembleRuntime(settings)
     store = ModelStore(tmp_path, "ensemble")
-    ctx = TrainContext(settings=settings, store=store, service=service)
+    ctx = TrainContext(settings=settings, store=store, runtime=service)
     config = EnsembleTrainConfig(
         data=DataSpec(symbols=list(symbols), start=start, end="2024-12-31", predictability=predictability),
         voting=voting, weights=list(weights), evaluation={"n_splits": 3}, **SMALL,
     )
     dataset = load_meta_dataset(ctx, config.data, config.labels)
-    trained = EnsembleModel.fit(config, dataset, ctx, confidence_threshold=0.6)
+    trained = fit(config, dataset, ctx, confidence_threshold=0.6)
     with store.stage("ensemble") as staged:
         trained.save(staged.artifacts, staged.reports)
         version = store.commit(staged, "ensemble", trained.metadata())

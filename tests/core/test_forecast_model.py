@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from kryptobot.errors import TrainingError
-from kryptobot.models.forecast_data import consecutive_blocks, recent_features, symbol_samples
-from kryptobot.models.forecast_model import PricePath, combine
+from kryptobot.models.forecast.data import consecutive_blocks, recent_features, symbol_samples
+from kryptobot.models.forecast.model import PricePath, combine
 
 SEQ, HORIZON = 20, 5
 TINY = {"sequence_length": SEQ, "forecast_horizon": HORIZON, "units": 16, "epochs": 8, "patience": 3,
@@ -52,7 +52,8 @@ def random_walk_bars(n: int, seed: int) -> pd.DataFrame:
 
 
 def train(bars: dict, **overrides):
-    from kryptobot.models.forecast_training import ForecastTrainConfig, train_forecasters
+    from kryptobot.models.forecast.schemas import ForecastTrainConfig
+    from kryptobot.models.forecast.training import train_forecasters
 
     config = ForecastTrainConfig(model_types=["gru"], **{**TINY, **overrides})
     (model,) = train_forecasters(bars, config)
@@ -97,7 +98,7 @@ def test_targets_are_cumulative_future_log_returns_and_blocks_share_no_target_ba
 
 
 def test_serving_builds_the_same_window_as_training():
-    from kryptobot.models.forecast_data import INPUTS, feature_columns, last_window
+    from kryptobot.models.forecast.data import INPUTS, feature_columns, last_window
 
     bars = random_walk_bars(300, seed=4)
     features = INPUTS["multivariate"]
@@ -154,7 +155,7 @@ def test_interval_coverage_on_held_out_data_is_near_nominal(request, fixture, le
 
 @pytest.mark.tf
 def test_a_saved_model_loads_and_forecasts_the_same(learnable, tmp_path):
-    from kryptobot.models.forecast_model import ForecastModel
+    from kryptobot.models.forecast.model import ForecastModel
 
     artifacts, reports = tmp_path / "artifacts", tmp_path / "reports"
     artifacts.mkdir(), reports.mkdir()
@@ -175,11 +176,12 @@ def test_a_saved_model_loads_and_forecasts_the_same(learnable, tmp_path):
 @pytest.mark.tf
 def test_the_service_forecasts_with_a_single_active_line(learnable):
     from kryptobot.errors import InvalidInput
-    from kryptobot.models.forecast import ForecastInstance, ForecastService
+    from kryptobot.models.forecast.schemas import ForecastInstance
+    from kryptobot.models.forecast.runtime import ForecastRuntime
     from kryptobot.schemas import Bars
     from kryptobot.settings import Settings
 
-    service = ForecastService(Settings())
+    service = ForecastRuntime(Settings())
     bars = ar1_bars(100, 0.5, seed=6)
     (pred,) = service.predict({"gru": learnable}, [ForecastInstance(symbol="ARA", bars=Bars.from_frame(bars))], None)
     assert set(pred["models"]) == {"gru"}
@@ -194,7 +196,7 @@ def test_the_service_forecasts_with_a_single_active_line(learnable):
 
 @pytest.mark.tf
 def test_the_compiled_call_matches_keras_for_any_batch_size(learnable):
-    from kryptobot.models.neural import MAX_BUCKET
+    from kryptobot.models.common.neural import MAX_BUCKET
 
     rng = np.random.default_rng(0)
     for n in (1, 3, MAX_BUCKET + 5):  # padded to a bucket; chunked past the largest bucket
@@ -206,11 +208,12 @@ def test_the_compiled_call_matches_keras_for_any_batch_size(learnable):
 @pytest.mark.tf
 def test_rolling_forecasts_end_with_the_single_forecast(learnable):
     from kryptobot.data.synthetic import SyntheticMarket
-    from kryptobot.models.forecast import ForecastInstance, ForecastPredictOptions, ForecastService
+    from kryptobot.models.forecast.schemas import ForecastInstance, ForecastPredictOptions
+    from kryptobot.models.forecast.runtime import ForecastRuntime
     from kryptobot.schemas import Bars
     from kryptobot.settings import Settings
 
-    service = ForecastService(Settings())
+    service = ForecastRuntime(Settings())
     bars = SyntheticMarket(seed=5).get_bars("SYNA").tail(SEQ + 40).reset_index(drop=True)
     (pred,) = service.predict({"gru": learnable}, [ForecastInstance(bars=Bars.from_frame(bars))], ForecastPredictOptions(rolling=True))
     rolling = pred["rolling"]

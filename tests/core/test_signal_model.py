@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from kryptobot.data import DataSpec
-from kryptobot.models.signal import SignalService, SignalTrainConfig
+from kryptobot.models.signal.runtime import SignalRuntime
+from kryptobot.models.signal.schemas import SignalTrainConfig
 from kryptobot.runtime import TrainContext
 from kryptobot.settings import Settings
 from kryptobot.store import ModelStore
@@ -15,8 +16,8 @@ SYMBOLS = ["SYNA", "SYNB", "SYNC", "SYND", "SPY", "QQQ"]
 
 def _train(tmp_path, predictability: float, seed: int = 11):
     settings = Settings(models_dir=tmp_path)
-    service = SignalService(settings)
-    ctx = TrainContext(settings=settings, store=ModelStore(tmp_path, "signal"), service=service)
+    service = SignalRuntime(settings)
+    ctx = TrainContext(settings=settings, store=ModelStore(tmp_path, "signal"), runtime=service)
     config = SignalTrainConfig(
         data=DataSpec(symbols=SYMBOLS, start="2012-01-01", end="2024-12-31", seed=seed, predictability=predictability),
         model={"n_estimators": 60, "max_depth": 5, "min_samples_leaf": 30},

@@ -7,8 +7,8 @@ import time
 import httpx
 import pytest
 
-from kryptobot.models.anomaly import AnomalyService
-from kryptobot.models.anomaly_windows import min_bars
+from kryptobot.models.anomaly.runtime import AnomalyRuntime
+from kryptobot.models.anomaly.data import min_bars
 from tests.live import wait_for_job
 
 pytestmark = pytest.mark.tf
@@ -55,7 +55,7 @@ def trained(client):
 
 
 def _instance(n: int = 60, **overrides) -> dict:
-    bars = {k: list(v)[-n:] for k, v in AnomalyService.predict_example()["instances"][0]["bars"].items()}
+    bars = {k: list(v)[-n:] for k, v in AnomalyRuntime.predict_example()["instances"][0]["bars"].items()}
     for key, (index, value) in overrides.items():
         bars[key][index] = value
     return {"symbol": "SYNA", "bars": bars}
@@ -64,7 +64,7 @@ def _instance(n: int = 60, **overrides) -> dict:
 def test_not_ready_before_training(client):
     # first test of the module: nothing trained yet
     assert client.get("/health/ready").status_code == 503
-    resp = client.post("/predict", json=AnomalyService.predict_example())
+    resp = client.post("/predict", json=AnomalyRuntime.predict_example())
     assert resp.status_code == 503 and resp.json()["error"] == "ModelNotReady"
 
 
@@ -97,12 +97,12 @@ def test_models_and_reports(client, trained):
 
 
 def test_predict_example_scores_every_window(client, trained):
-    resp = client.post("/predict", json=AnomalyService.predict_example())
+    resp = client.post("/predict", json=AnomalyRuntime.predict_example())
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["model_version"] == "anomaly-v1"
     (pred,) = body["predictions"]
-    n_bars = len(AnomalyService.predict_example()["instances"][0]["bars"]["close"])
+    n_bars = len(AnomalyRuntime.predict_example()["instances"][0]["bars"]["close"])
     cols = pred["windows"]
     assert pred["symbol"] == "SYNA" and pred["window"] == WINDOW
     assert len(cols["timestamp"]) == len(cols["error"]) == len(cols["anomaly"]) == n_bars - MIN_BARS + 1

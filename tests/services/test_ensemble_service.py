@@ -4,8 +4,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from kryptobot.models.ensemble import BASE_MODELS
-from kryptobot.models.examples import classifier_example
+from kryptobot.models.ensemble.schemas import BASE_MODELS
+from kryptobot.models.common.examples import classifier_example
 from tests.live import wait_for_job
 
 SMALL = {

@@ -7,7 +7,8 @@ import time
 import httpx
 import pytest
 
-from kryptobot.models.forecast import ForecastPrediction, ForecastService
+from kryptobot.models.forecast.schemas import ForecastPrediction
+from kryptobot.models.forecast.runtime import ForecastRuntime
 from tests.live import wait_for_job
 
 pytestmark = pytest.mark.tf
@@ -52,7 +53,7 @@ def trained(client):
 
 
 def _instance(n: int = 3 * SEQ, **overrides) -> dict:
-    bars = {k: list(v)[-n:] for k, v in ForecastService.predict_example()["instances"][0]["bars"].items()}
+    bars = {k: list(v)[-n:] for k, v in ForecastRuntime.predict_example()["instances"][0]["bars"].items()}
     for key, (index, value) in overrides.items():
         bars[key][index] = value
     return {"symbol": "SYNA", "bars": bars}
@@ -101,7 +102,7 @@ def test_models_and_reports(client, trained):
 
 
 def test_predict_example_gives_paths_bounds_trend_and_confidence(client, trained):
-    resp = client.post("/predict", json=ForecastService.predict_example())
+    resp = client.post("/predict", json=ForecastRuntime.predict_example())
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["model_versions"] == {"lstm": "lstm-v1", "gru": "gru-v1"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kryptobot.models.examples import classifier_example
+from kryptobot.models.common.examples import classifier_example
 from tests.live import wait_for_job
 
 API_KEY = "test-key"

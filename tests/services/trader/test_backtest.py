@@ -8,9 +8,10 @@ import pytest
 
 from kryptobot.data import get_provider
 from kryptobot.features import FeatureParams
-from services.trader.backtest import MODES, _history, _simulate
-from services.trader.market import view
-from services.trader.settings import TraderConfig
+from kryptobot.trading.backtest import MODES, _simulate
+from kryptobot.trading.backtest import symbol_history
+from kryptobot.trading.market import view
+from kryptobot.trading.settings import TraderConfig
 
 CONFIG = TraderConfig.load(Path(__file__).resolve().parents[3] / "config")
 PROVIDER = get_provider("synthetic")
@@ -19,7 +20,7 @@ STRATEGY = CONFIG.trader.strategy
 
 @pytest.fixture(scope="module")
 def histories():
-    return {s: _history(PROVIDER, s, pd.Timestamp("2022-01-01"), pd.Timestamp("2023-12-31"), FeatureParams(), STRATEGY)
+    return {s: symbol_history(PROVIDER, s, pd.Timestamp("2022-01-01"), pd.Timestamp("2023-12-31"), FeatureParams(), STRATEGY)
             for s in ("SPY", "QQQ", "AAPL")}
 
 
@@ -60,10 +61,10 @@ def test_costs_are_charged(histories):
 
 
 def test_model_output_summary_counts_traded_days_only():
-    from services.trader.backtest import _output_summary
+    from kryptobot.trading.backtest import output_summary
 
-    h = _history(PROVIDER, "SPY", pd.Timestamp("2023-01-01"), pd.Timestamp("2023-12-31"), FeatureParams(), STRATEGY)
+    h = symbol_history(PROVIDER, "SPY", pd.Timestamp("2023-01-01"), pd.Timestamp("2023-12-31"), FeatureParams(), STRATEGY)
     # the services answer for every bar they were sent, warm-up included
     h.outputs = {day: {"anomaly": {"anomaly": i % 2 == 0, "score": 1.0}} for i, day in enumerate(h.window["timestamp"])}
-    summary = _output_summary({"SPY": h})
+    summary = output_summary({"SPY": h})
     assert summary["anomaly"]["answers"] == len(h.bars) < len(h.window)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from kryptobot.errors import Conflict
-from services.trader.broker import PaperBroker
+from kryptobot.trading.broker import PaperBroker
 
 
 def test_orders_are_idempotent_and_survive_a_restart(tmp_path):
@@ -68,7 +68,7 @@ def test_a_position_keeps_its_barriers_and_entry_bar(tmp_path):
 def test_a_ledger_from_before_the_barriers_is_migrated(tmp_path):
     import sqlite3
 
-    from services.trader.broker import SCHEMA
+    from kryptobot.trading.broker import SCHEMA
 
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as db:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from services.trader.decisions import Holding, Layers, ModelOutputs, decide, outputs_from
-from services.trader.settings import TraderConfig
+from kryptobot.trading.decisions import Holding, Layers, ModelOutputs, decide, outputs_from
+from kryptobot.trading.settings import TraderConfig
 
 CONFIG = TraderConfig.load(Path(__file__).resolve().parents[3] / "config")
 ALL = Layers()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kryptobot.settings import ConfigError
-from services.trader.settings import TraderConfig, TraderSettings
+from kryptobot.trading.settings import TraderConfig, TraderSettings
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
 

@@ -1,0 +1,35 @@
+"""Small file and clock helpers every layer shares: atomic writes and UTC timestamps."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def utc_now() -> str:
+    """Now, as the ISO-8601 UTC timestamp every record (jobs, versions, orders) carries."""
+    return datetime.now(timezone.utc).isoformat()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a uniquely named temp file in the same directory, fsync, then rename over
+    ``path``: a reader sees the old file or the new one, never half of one, and concurrent
+    writers of one path each write their own temp file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str))
