@@ -1,8 +1,9 @@
-"""Request schemas shared by several services (pydantic only: usable without the web layer)."""
+"""Wire schemas shared by several services (pydantic only: usable without the web layer,
+scikit-learn or TensorFlow, so clients parse answers with them)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
@@ -80,3 +81,21 @@ class ClassifierInstance(BaseModel):
         if (self.features is None) == (self.bars is None):
             raise ValueError("give exactly one of 'features' or 'bars'")
         return self
+
+
+class Answer(BaseModel):
+    """Base of what a service answers: NaN and infinity are not numbers a client can act on
+    (the services never send them; a broken one that does is refused when parsed)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class PredictResponse(Answer, Generic[P]):
+    """Every model service's ``/predict`` answer: ``PredictResponse[<its Prediction>]``."""
+
+    predictions: list[P]
+    model_version: str = Field(description="active version (lines joined by '+')")
+    model_versions: dict[str, str] = Field(description="active version per line")

@@ -57,7 +57,7 @@ class BacktestRequest(BaseModel):
     start: date | None = Field(None, description="first day (default, and at the earliest: the day after the models' training data ends)")
     end: date | None = Field(None, description="last day (default: the last bar)")
     modes: list[str] = Field(default_factory=lambda: list(MODES), description=f"any of {list(MODES)}")
-    initial_cash: float | None = Field(None, gt=0)
+    initial_cash: float | None = Field(None, ge=1, le=1e12, description="default: the trader's initial_cash")  # beyond: NaN equity curves
 
     @field_validator("modes")
     @classmethod
@@ -80,7 +80,7 @@ class SymbolHistory:
     window: pd.DataFrame  # warm-up bars + traded days
     features: pd.DataFrame  # the classifiers' features, row-aligned with ``window``
     signals: pd.DataFrame  # per traded day: ``side`` of the technical strategy and ``atr``
-    outputs: dict[pd.Timestamp, dict] = field(default_factory=dict)  # per day: each service's prediction
+    outputs: dict[pd.Timestamp, dict[str, ModelOutputs]] = field(default_factory=dict)  # per day: each layer's reading
 
     @property
     def bars(self) -> pd.DataFrame:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Mapping
 
 from kryptobot.trading.settings import TraderConfig
 
@@ -79,23 +79,12 @@ class ModelOutputs:
     unavailable: tuple[str, ...] = ()
 
 
-def outputs_from(predictions: dict[str, dict], unavailable: tuple[str, ...] = ()) -> ModelOutputs:
-    """ModelOutputs from the services' predictions (one JSON prediction per service name).
-
-    A hard-voting ensemble has no probability: its weighted vote share is its score.
-    """
-    signal, ensemble = predictions.get("signal"), predictions.get("ensemble")
-    anomaly, forecast = predictions.get("anomaly"), predictions.get("forecast")
-    return ModelOutputs(
-        signal_probability=None if signal is None else signal["probability"],
-        ensemble_score=None if ensemble is None else (
-            ensemble["probability"] if ensemble.get("probability") is not None else ensemble["vote_share"]),
-        anomaly=None if anomaly is None else anomaly["anomaly"],
-        anomaly_score=None if anomaly is None else anomaly["score"],
-        forecast_trend=None if forecast is None else forecast["trend"],
-        forecast_confidence=None if forecast is None else forecast["confidence"],
-        unavailable=unavailable,
-    )
+def outputs_from(readings: Mapping[str, ModelOutputs], unavailable: tuple[str, ...] = ()) -> ModelOutputs:
+    """One ModelOutputs from each layer's reading (a ModelOutputs with only that layer's fields set)."""
+    merged: dict = {}
+    for reading in readings.values():
+        merged.update({k: v for k, v in vars(reading).items() if v is not None and k != "unavailable"})
+    return ModelOutputs(**merged, unavailable=unavailable)
 
 
 @dataclass(frozen=True)

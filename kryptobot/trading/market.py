@@ -38,8 +38,9 @@ class SymbolView:
     last_close: float
     last_timestamp: pd.Timestamp
 
-    def bars_json(self, n: int) -> dict:
-        return Bars.from_frame(self.bars.tail(n)).model_dump(mode="json")
+    def last_bars(self, n: int) -> Bars:
+        """The last ``n`` bars as the services' wire schema."""
+        return Bars.from_frame(self.bars.tail(n))
 
     def bars_since(self, timestamp: str | None) -> int:
         """Bars closed after ``timestamp`` (a position's entry bar), up to this view's last."""

@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field, create_model
 
 from kryptobot.errors import ModelNotReady, NotFound
 from kryptobot.runtime import JobKind, ModelRuntime
+from kryptobot.schemas import PredictResponse
 from services.framework.auth import ApiKey
 from services.framework.encoding import ServiceJSONResponse
 from services.framework.registry import ModelRegistry
@@ -57,14 +58,7 @@ def _add_predict_route(app: FastAPI, runtime_cls: type[ModelRuntime], max_batch:
     config = ConfigDict(extra="forbid", json_schema_extra={"examples": [runtime_cls.predict_example()]})
     title = runtime_cls.name.title()
     PredictRequest = create_model(f"{title}PredictRequest", __config__=config, **fields)
-    PredictResponse = create_model(
-        f"{title}PredictResponse",
-        predictions=(list[runtime_cls.Prediction], ...),
-        model_version=(str, Field(description="active version (lines joined by '+')")),
-        model_versions=(dict[str, str], Field(description="active version per line")),
-    )
-
-    @app.post("/predict", tags=["predict"], response_model=PredictResponse, summary="Score a batch of instances")
+    @app.post("/predict", tags=["predict"], response_model=PredictResponse[runtime_cls.Prediction], summary="Score a batch of instances")
     async def predict(request: PredictRequest, registry: Registry):
         models = registry.models  # one snapshot for the whole batch, even if a switch happens now
         if not models:

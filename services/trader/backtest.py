@@ -19,6 +19,8 @@ from kryptobot.errors import InvalidInput, KryptoError
 from kryptobot.features import FeatureParams
 from kryptobot.schemas import Bars
 from kryptobot.trading.backtest import BacktestRequest, SymbolHistory, output_summary, replay, symbol_history
+from services.framework.schemas import ModelInfo
+from services.trader import wire
 from services.trader.clients import ModelClient
 from kryptobot.trading.decisions import LAYERS
 from kryptobot.trading.settings import TraderConfig
@@ -35,7 +37,7 @@ async def run_backtest(request: BacktestRequest, config: TraderConfig, clients: 
     """
     symbols = request.symbols or config.trader.watchlist
     infos = await _model_infos(clients, request_id)
-    trained_until = max((pd.Timestamp(i["data_range"]["end"]).tz_localize(None) for i in infos.values() if i and i.get("data_range")),
+    trained_until = max((pd.Timestamp(i.data_range["end"]).tz_localize(None) for i in infos.values() if i and i.data_range),
                         default=None)
     start = pd.Timestamp(request.start) if request.start else None
     note = None
@@ -63,7 +65,7 @@ async def run_backtest(request: BacktestRequest, config: TraderConfig, clients: 
         "models_trained_until": None if trained_until is None else str(trained_until.date()),
         "note": note,
         "layers_available": [name for name in LAYERS if infos.get(name)],
-        "model_versions": {name: info.get("version") for name, info in infos.items() if info},
+        "model_versions": {name: info.version for name, info in infos.items() if info},
         "bars": sum(len(b) for b in traded.values()),
         "model_outputs": output_summary(histories),
         "results": results,
@@ -71,22 +73,23 @@ async def run_backtest(request: BacktestRequest, config: TraderConfig, clients: 
     }
 
 
-async def _model_infos(clients: dict[str, ModelClient], request_id: str | None = None) -> dict[str, dict | None]:
-    """GET /model of each service (None: down or untrained, its layer is unavailable)."""
-    async def one(name: str):
+async def _model_infos(clients: dict[str, ModelClient], request_id: str | None = None) -> dict[str, ModelInfo | None]:
+    """GET /model of each service (None: down or untrained, its layer is unavailable): the
+    line trained on the latest data, with ``version`` naming every active line."""
+    async def one(name: str) -> ModelInfo | None:
         try:
-            models = (await clients[name].model(request_id))["models"]
+            models = (await clients[name].model(request_id)).models
         except KryptoError:
             return None
-        latest = max(models, key=lambda m: (m.get("data_range") or {}).get("end") or "")
-        return {**latest, "version": "+".join(m["version"] for m in models)}
+        latest = max(models, key=lambda m: (m.data_range or {}).get("end") or "")
+        return latest.model_copy(update={"version": "+".join(m.version for m in models)})
 
     names = list(clients)
     return dict(zip(names, await asyncio.gather(*(one(n) for n in names))))
 
 
-def _pipeline(info: dict | None) -> dict:
-    params = dict(((info or {}).get("params") or {}).get("feature_pipeline") or {})
+def _pipeline(info: ModelInfo | None) -> dict:
+    params = dict(((info.params if info else None) or {}).get("feature_pipeline") or {})
     params.pop("version", None)
     return params
 
@@ -98,7 +101,7 @@ async def _collect_outputs(histories: dict[str, SymbolHistory], clients, infos, 
         buys = h.bars["timestamp"][h.signals["side"] == "buy"].tolist()
         for name in ("signal", "ensemble"):
             if infos.get(name) and buys:
-                tasks.append(_classifier(name, symbol, h, buys, clients[name], infos[name]["features"], max_batch, request_id))
+                tasks.append(_classifier(name, symbol, h, buys, clients[name], infos[name].features, max_batch, request_id))
         if infos.get("anomaly"):
             tasks.append(_anomaly(symbol, h, clients["anomaly"], request_id))
         if infos.get("forecast"):
@@ -109,14 +112,15 @@ async def _collect_outputs(histories: dict[str, SymbolHistory], clients, infos, 
 async def _classifier(name: str, symbol: str, h: SymbolHistory, days: list, client: ModelClient, columns: list[str],
                       max_batch: int, request_id: str | None) -> None:
     rows = h.features.set_axis(h.window["timestamp"]).loc[days, columns]
-    instances = [{"symbol": symbol, "side": "buy", "features": r} for r in rows.to_dict("records")]
+    instances = [wire.classifier_body(symbol, features=r) for r in rows.to_dict("records")]
+    reading = wire.signal_reading if name == "signal" else wire.ensemble_reading
     for start in range(0, len(instances), max_batch):
         try:
-            preds = (await client.predict({"instances": instances[start : start + max_batch]}, request_id))["predictions"]
+            preds = (await client.predict(wire.predict_body(instances[start : start + max_batch]), request_id)).predictions
         except KryptoError:  # the layer is then unavailable (degraded) on those days
             continue
         for day, pred in zip(days[start : start + max_batch], preds):
-            h.outputs.setdefault(day, {})[name] = pred
+            h.outputs.setdefault(day, {})[name] = reading(pred)
 
 
 def _day(ts) -> pd.Timestamp:
@@ -125,22 +129,24 @@ def _day(ts) -> pd.Timestamp:
 
 
 async def _anomaly(symbol: str, h: SymbolHistory, client: ModelClient, request_id: str | None) -> None:
-    body = {"instances": [{"symbol": symbol, "bars": Bars.from_frame(h.window).model_dump(mode="json")}]}
+    body = wire.anomaly_body(symbol, Bars.from_frame(h.window), last_only=False)
     try:
-        w = (await client.predict(body, request_id))["predictions"][0]["windows"]
+        w = (await client.predict(body, request_id)).predictions[0].windows
     except KryptoError:
         return
-    for ts, flag, score in zip(w["timestamp"], w["anomaly"], w["score"]):
-        h.outputs.setdefault(_day(ts), {})["anomaly"] = {"anomaly": flag, "score": score}
+    for ts, flag, score in zip(w.timestamp, w.anomaly, w.score):
+        h.outputs.setdefault(_day(ts), {})["anomaly"] = wire.anomaly_reading(flag, score)
 
 
 async def _forecast(symbol: str, h: SymbolHistory, client: ModelClient, request_id: str | None) -> None:
-    body = {"instances": [{"symbol": symbol, "bars": Bars.from_frame(h.window).model_dump(mode="json")}], "options": {"rolling": True}}
+    body = wire.forecast_body(symbol, Bars.from_frame(h.window), rolling=True)
     try:
-        rolling = (await client.predict(body, request_id))["predictions"][0]["rolling"]
+        rolling = (await client.predict(body, request_id)).predictions[0].rolling
     except KryptoError:
         return
-    for ts, trend, conf in zip(rolling["timestamp"], rolling["trend"], rolling["confidence"]):
-        h.outputs.setdefault(_day(ts), {})["forecast"] = {"trend": trend, "confidence": conf}
+    if rolling is None:
+        return
+    for ts, trend, conf in zip(rolling.timestamp, rolling.trend, rolling.confidence):
+        h.outputs.setdefault(_day(ts), {})["forecast"] = wire.forecast_reading(trend, conf)
 
 

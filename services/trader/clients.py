@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from kryptobot.errors import InvalidInput, ServiceUnavailable
+from kryptobot.schemas import PredictResponse
+from services.framework.schemas import ModelList
+from services.trader.wire import PREDICTIONS
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Retryable(Exception):
@@ -73,13 +79,14 @@ class ModelClient:
         self.retries = retries
         self.breaker = breaker or CircuitBreaker()
 
-    async def predict(self, body: dict, request_id: str | None = None) -> dict:
-        return await self._call("POST", "/predict", body, request_id)
+    async def predict(self, body: dict, request_id: str | None = None) -> PredictResponse:
+        """The answer, parsed with the service's own ``PredictResponse[Prediction]``."""
+        return await self._call("POST", "/predict", body, request_id, PredictResponse[PREDICTIONS[self.name]])
 
-    async def model(self, request_id: str | None = None) -> dict:
-        return await self._call("GET", "/model", None, request_id)
+    async def model(self, request_id: str | None = None) -> ModelList:
+        return await self._call("GET", "/model", None, request_id, ModelList)
 
-    async def _call(self, method: str, path: str, body: dict | None, request_id: str | None) -> dict:
+    async def _call(self, method: str, path: str, body: dict | None, request_id: str | None, schema: type[M]) -> M:
         if not self.breaker.allow():
             raise ServiceUnavailable(f"{self.name} circuit open after repeated failures", field=self.name)
         headers = {"X-Request-ID": request_id} if request_id else {}
@@ -100,8 +107,23 @@ class ModelClient:
         except _Retryable as exc:
             self.breaker.failure()
             raise ServiceUnavailable(f"{self.name} unavailable: {exc}", field=self.name) from exc
-        self.breaker.success()
         if resp.status_code >= 400:
-            detail = resp.json().get("detail", resp.text) if resp.headers.get("content-type", "").startswith("application/json") else resp.text
-            raise InvalidInput(f"{self.name} rejected the request ({resp.status_code}): {detail}", field=self.name)
-        return resp.json()
+            self.breaker.success()  # it answered: the request, not the service, is at fault
+            try:
+                detail = resp.json().get("detail", resp.text)
+            except ValueError:
+                detail = resp.text
+            raise InvalidInput(f"{self.name} rejected the request ({resp.status_code}): {str(detail)[:300]}", field=self.name)
+        try:
+            answer = schema.model_validate_json(resp.content)
+        except ValidationError as exc:
+            # a 200 that does not parse is a broken service, not a reason to crash the cycle
+            self.breaker.failure()
+            raise ServiceUnavailable(f"{self.name} answered a malformed {path} body: {_first_error(exc)}", field=self.name) from exc
+        self.breaker.success()
+        return answer
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(map(str, err.get('loc', ()))) or 'body'}: {err.get('msg', 'invalid')} ({exc.error_count()} error(s))"

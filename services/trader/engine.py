@@ -11,14 +11,18 @@ import logging
 import uuid
 from dataclasses import asdict, dataclass
 
+from pydantic import ValidationError
+
 from kryptobot.data import get_provider
 from kryptobot.errors import KryptoError, ServiceUnavailable
+from kryptobot.models.forecast.schemas import ForecastPath
 from kryptobot.trading.broker import PaperBroker
-from services.trader.cache import ForecastCache
-from services.trader.clients import ModelClient
 from kryptobot.trading.decisions import Decision, Holding, Layers, ModelOutputs, buy_quantity, decide, outputs_from
 from kryptobot.trading.market import MODEL_BARS, SymbolView, view
 from kryptobot.trading.settings import TraderConfig
+from services.trader import wire
+from services.trader.cache import ForecastCache
+from services.trader.clients import ModelClient
 from services.trader.settings import TraderEnv
 
 log = logging.getLogger("kryptobot.trader.insight")
@@ -107,12 +111,12 @@ class Engine:
         if not layers.forecast:
             return None
         try:
-            models = (await self.clients["forecast"].model(request_id))["models"]
+            models = (await self.clients["forecast"].model(request_id)).models
         except KryptoError:
             return None
-        params = [m.get("params") or {} for m in models]
+        params = [m.params or {} for m in models]
         return ForecastModels(
-            version="+".join(sorted(m["version"] for m in models)),
+            version="+".join(sorted(m.version for m in models)),
             horizon=min(p.get("forecast_horizon", self.config.forecasting.forecast_horizon) for p in params),
             bars=max([MODEL_BARS] + [p.get("sequence_length", 0) + 1 for p in params]),
         )
@@ -140,27 +144,34 @@ class Engine:
             values[name] = result
         return outputs_from(values, tuple(unavailable))
 
-    async def _classifier(self, name: str, v: SymbolView, request_id: str) -> dict:
-        body = {"instances": [{"symbol": v.symbol, "side": "buy", "bars": v.bars_json(MODEL_BARS)}]}
-        return (await self.clients[name].predict(body, request_id))["predictions"][0]
+    async def _classifier(self, name: str, v: SymbolView, request_id: str) -> ModelOutputs:
+        body = wire.predict_body([wire.classifier_body(v.symbol, bars=v.last_bars(MODEL_BARS))])
+        prediction = (await self.clients[name].predict(body, request_id)).predictions[0]
+        return wire.signal_reading(prediction) if name == "signal" else wire.ensemble_reading(prediction)
 
-    async def _anomaly(self, v: SymbolView, request_id: str) -> dict:
+    async def _anomaly(self, v: SymbolView, request_id: str) -> ModelOutputs:
         # every loaded bar: the detector's window is its own setting (up to 250 bars plus
         # their lookback), and with last_only it scores only the tail of what it is sent
-        body = {"instances": [{"symbol": v.symbol, "bars": v.bars_json(len(v.bars))}], "options": {"last_only": True}}
-        return (await self.clients["anomaly"].predict(body, request_id))["predictions"][0]
+        body = wire.anomaly_body(v.symbol, v.last_bars(len(v.bars)), last_only=True)
+        prediction = (await self.clients["anomaly"].predict(body, request_id)).predictions[0]
+        return wire.anomaly_reading(prediction.anomaly, prediction.score)
 
-    async def _forecast(self, v: SymbolView, models: ForecastModels | None, request_id: str) -> dict:
+    async def _forecast(self, v: SymbolView, models: ForecastModels | None, request_id: str) -> ModelOutputs:
         if models is None:
             raise ServiceUnavailable("the forecast service did not say which models it serves", field="forecast")
-        body = {"instances": [{"symbol": v.symbol, "bars": v.bars_json(models.bars)}]}
+        body = wire.forecast_body(v.symbol, v.last_bars(models.bars))
 
         async def fetch() -> dict:
-            return (await self.clients["forecast"].predict(body, request_id))["predictions"][0]["combined"]
+            prediction = (await self.clients["forecast"].predict(body, request_id)).predictions[0]
+            return prediction.combined.model_dump(mode="json")
 
         key = self.cache.key(v.symbol, models.version, models.horizon, v.last_timestamp.isoformat())
         value, _ = await self.cache.get_or_fetch(key, fetch)
-        return value
+        try:  # what the cache gave back is parsed like an answer: a poisoned value is no forecast
+            return wire.path_reading(ForecastPath.model_validate(value))
+        except ValidationError as exc:
+            raise ServiceUnavailable(f"cached forecast for {v.symbol} is malformed: {exc.error_count()} error(s)",
+                                     field="forecast") from exc
 
 
 def _split_views(symbols: list[str], loaded: list) -> tuple[list[SymbolView], dict[str, KryptoError]]:

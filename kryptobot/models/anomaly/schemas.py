@@ -8,7 +8,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from kryptobot.schemas import BarsInstance, TrainConfigBase
+from kryptobot.schemas import Answer, BarsInstance, TrainConfigBase
 
 
 class AnomalyInstance(BarsInstance):
@@ -23,7 +23,7 @@ class AnomalyPredictOptions(BaseModel):
 
 
 
-class WindowColumns(BaseModel):
+class WindowColumns(Answer):
     """One entry per scored window, oldest first, in columns."""
 
     timestamp: list[datetime] = Field(description="timestamp of the window's last bar")
@@ -33,7 +33,7 @@ class WindowColumns(BaseModel):
 
 
 
-class AnomalyPrediction(BaseModel):
+class AnomalyPrediction(Answer):
     symbol: str | None = None
     window: int = Field(description="bars per window")
     threshold: float = Field(description="reconstruction error above which a window is anomalous")

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kryptobot.models.common.configs import EvaluationConfig, ForestParams, LabelConfig
-from kryptobot.schemas import TrainConfigBase
+from kryptobot.schemas import Answer, TrainConfigBase
 
 #: the base models, in the order of ``weights`` and of the VotingClassifier's estimators
 BASE_MODELS = ("random_forest", "gradient_boosting", "ada_boost")
@@ -109,12 +109,12 @@ class EnsembleOptions(BaseModel):
     )
 
 
-class BaseModelOutput(BaseModel):
+class BaseModelOutput(Answer):
     probability: float = Field(description="this base model's P(success)")
     vote: int = Field(description="1 when its probability > 0.5 (its scikit-learn predict)")
 
 
-class EnsemblePrediction(BaseModel):
+class EnsemblePrediction(Answer):
     symbol: str | None = None
     side: Literal["buy", "sell"]
     voting: Literal["soft", "hard"]

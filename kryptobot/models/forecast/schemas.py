@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kryptobot.schemas import BarsInstance, TrainConfigBase
+from kryptobot.schemas import Answer, BarsInstance, TrainConfigBase
 
 
 MODEL_TYPES = ("lstm", "gru")
@@ -118,7 +118,7 @@ class ForecastPredictOptions(BaseModel):
 
 
 
-class ForecastPath(BaseModel):
+class ForecastPath(Answer):
     model_version: str = Field(description="version(s) behind this path; 'lstm-v1+gru-v2' for the combination")
     horizon: int
     price: list[float] = Field(description="forecast close of each of the next horizon bars")
@@ -130,7 +130,7 @@ class ForecastPath(BaseModel):
 
 
 
-class RollingForecasts(BaseModel):
+class RollingForecasts(Answer):
     """The combined forecast made at the close of each bar (columns, oldest first)."""
 
     timestamp: list[str] = Field(description="the bar each forecast was made at")
@@ -139,7 +139,7 @@ class RollingForecasts(BaseModel):
 
 
 
-class ForecastPrediction(BaseModel):
+class ForecastPrediction(Answer):
     symbol: str | None = None
     last_timestamp: datetime = Field(description="the last bar given: the forecast's origin")
     last_close: float

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from kryptobot.features import FEATURE_NAMES
 from kryptobot.models.common.configs import EvaluationConfig, ForestParams, LabelConfig
-from kryptobot.schemas import TrainConfigBase
+from kryptobot.schemas import Answer, TrainConfigBase
 
 
 class SignalTrainConfig(TrainConfigBase):
@@ -54,7 +54,7 @@ class FeatureSelectionConfig(TrainConfigBase):
 
 
 
-class SignalPrediction(BaseModel):
+class SignalPrediction(Answer):
     symbol: str | None = None
     probability: float = Field(description="P(signal succeeds)")
     side: Literal["buy", "sell"]

@@ -10,6 +10,7 @@ from kryptobot.data import get_provider
 from kryptobot.features import FeatureParams
 from kryptobot.trading.backtest import MODES, _simulate
 from kryptobot.trading.backtest import symbol_history
+from kryptobot.trading.decisions import ModelOutputs
 from kryptobot.trading.market import view
 from kryptobot.trading.settings import TraderConfig
 
@@ -65,6 +66,6 @@ def test_model_output_summary_counts_traded_days_only():
 
     h = symbol_history(PROVIDER, "SPY", pd.Timestamp("2023-01-01"), pd.Timestamp("2023-12-31"), FeatureParams(), STRATEGY)
     # the services answer for every bar they were sent, warm-up included
-    h.outputs = {day: {"anomaly": {"anomaly": i % 2 == 0, "score": 1.0}} for i, day in enumerate(h.window["timestamp"])}
+    h.outputs = {day: {"anomaly": ModelOutputs(anomaly=i % 2 == 0, anomaly_score=1.0)} for i, day in enumerate(h.window["timestamp"])}
     summary = output_summary({"SPY": h})
     assert summary["anomaly"]["answers"] == len(h.bars) < len(h.window)

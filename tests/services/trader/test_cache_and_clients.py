@@ -163,3 +163,13 @@ async def test_client_retries_then_opens_its_circuit():
                 await client.predict({"instances": []})
         with pytest.raises(ServiceUnavailable, match="circuit open"):
             await client.predict({"instances": []})
+
+
+@pytest.mark.parametrize("kind", ["wrong_type", "missing_field", "not_json", "nan"])
+async def test_a_malformed_answer_is_the_service_being_unavailable(start_server, kind):
+    server = start_server("tests.services.trader.misbehaving:create_app", env={"MISBEHAVE": kind})
+    async with httpx.AsyncClient() as http:
+        client = ModelClient("signal", server.url, http, timeout=5, retries=0, breaker=CircuitBreaker(threshold=1))
+        with pytest.raises(ServiceUnavailable, match="malformed /predict body"):
+            await client.predict({"instances": [{"features": {}}]})
+        assert client.breaker.state == "open"  # counted as a failure, like a 5xx

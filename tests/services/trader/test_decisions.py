@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from kryptobot.models.ensemble.schemas import EnsemblePrediction
+from kryptobot.models.signal.schemas import SignalPrediction
 from kryptobot.trading.decisions import Holding, Layers, ModelOutputs, decide, outputs_from
+from services.trader import wire
 from kryptobot.trading.settings import TraderConfig
 
 CONFIG = TraderConfig.load(Path(__file__).resolve().parents[3] / "config")
@@ -126,11 +129,16 @@ def test_disabled_layers_are_ignored_even_when_their_outputs_are_there():
     assert d.action == "buy" and d.rules == ["technical_buy"]
 
 
-def test_outputs_from_service_predictions():
-    outputs = outputs_from(
-        {"signal": {"probability": 0.7}, "ensemble": {"probability": None, "vote_share": 0.66},
-         "anomaly": {"anomaly": True, "score": 1.4}, "forecast": {"trend": 0.01, "confidence": 0.8}},
-    )
+def test_outputs_from_the_services_typed_predictions():
+    hard = EnsemblePrediction(side="buy", voting="hard", probability=None, vote=1, vote_share=0.66, take=True,
+                              confidence_threshold=0.6, base_models={}, features={})
+    outputs = outputs_from({
+        "signal": wire.signal_reading(SignalPrediction(probability=0.7, side="buy", features={})),
+        "ensemble": wire.ensemble_reading(hard),
+        "anomaly": wire.anomaly_reading(True, 1.4),
+        "forecast": wire.forecast_reading(0.01, 0.8),
+    })
+    assert outputs.signal_probability == 0.7
     assert outputs.ensemble_score == 0.66  # hard voting: the vote share is the score
-    assert outputs.anomaly is True and outputs.forecast_trend == 0.01
+    assert outputs.anomaly is True and outputs.anomaly_score == 1.4 and outputs.forecast_trend == 0.01
     assert outputs_from({}, ("signal",)).unavailable == ("signal",)
