@@ -17,12 +17,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write via a uniquely named temp file in the same directory, fsync, then rename over
     ``path``: a reader sees the old file or the new one, never half of one, and concurrent
     writers of one path each write their own temp file."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """:func:`atomic_write_text` for binary content (a Parquet file, say)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

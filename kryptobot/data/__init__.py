@@ -1,8 +1,12 @@
 """Market-data providers behind one interface, and the request-level ``DataSpec``.
 
 Sources: ``synthetic`` (embedded, no network, the default), ``csv`` (a directory of the
-user's own files, one per symbol) and ``sample`` (real daily history shipped by the
-``bokeh-sampledata`` package, offline).
+user's own files, one per symbol), ``sample`` (real daily history shipped by the
+``bokeh-sampledata`` package, offline) and ``local`` (the market-data store that
+``kryptobot download-data`` fills from an exchange or a broker; see
+:mod:`kryptobot.data.local_store`). Reading never touches the network: the exchange and
+broker clients (:mod:`kryptobot.data.ccxt_source`, :mod:`kryptobot.data.alpaca_source`)
+only fill the store.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from kryptobot.data.base import (
     slice_range,
     validate_bars,
 )
+from kryptobot.data.timeframes import Timeframe
 from kryptobot.errors import InvalidInput
 
 __all__ = [
@@ -28,13 +33,14 @@ __all__ = [
     "DataSpec",
     "MarketDataProvider",
     "check_symbol",
+    "day_bounds",
     "get_provider",
     "load_bars",
     "slice_range",
     "validate_bars",
 ]
 
-DataSource = Literal["synthetic", "csv", "sample"]
+DataSource = Literal["synthetic", "csv", "sample", "local"]
 
 
 class DataSpec(BaseModel):
@@ -42,10 +48,16 @@ class DataSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: DataSource = Field("synthetic", description="synthetic (embedded), csv (KRYPTOBOT_CSV_DIR) or sample (offline real history)")
-    symbols: list[Symbol] = Field(default_factory=lambda: ["SYNA", "SYNB"], min_length=1, max_length=50)
-    start: date | None = Field(None, description="first bar (inclusive); default: provider's first bar")
-    end: date | None = Field(None, description="last bar (inclusive); default: provider's last bar")
+    source: DataSource = Field(
+        "synthetic",
+        description="synthetic (embedded), csv (KRYPTOBOT_CSV_DIR), sample (offline real history) "
+        "or local (the store `kryptobot download-data` fills, KRYPTOBOT_MARKET_DATA_DIR)",
+    )
+    symbols: list[Symbol] = Field(default_factory=lambda: ["SYNA", "SYNB"], min_length=1, max_length=50,
+                                  description="tickers (SPY) or exchange pairs (BTC/USDT, BTC/USDT:USDT)")
+    timeframe: Timeframe = Field("1d", description="bar length: 1m ... 1d, 1w (synthetic, local; csv and sample are daily)")
+    start: date | None = Field(None, description="first day (inclusive); default: provider's first bar")
+    end: date | None = Field(None, description="last day (inclusive, all its bars); default: provider's last bar")
     seed: int | None = Field(None, description="synthetic only: market seed")
     predictability: float | None = Field(None, ge=0.0, le=1.0, description="synthetic only: 0 = pure random walk")
 
@@ -54,6 +66,7 @@ def get_provider(
     source: str = "synthetic",
     *,
     csv_dir: Path | str | None = None,
+    market_data_dir: Path | str | None = None,
     seed: int | None = None,
     predictability: float | None = None,
 ) -> MarketDataProvider:
@@ -77,10 +90,29 @@ def get_provider(
         from kryptobot.data.sample import SampleDataProvider
 
         return SampleDataProvider()
-    raise InvalidInput(f"unknown data source {source!r}", field="source")
+    if source == "local":
+        from kryptobot.data.local_store import LocalStoreProvider
+
+        if market_data_dir is None:
+            raise InvalidInput("the local source needs a directory (set KRYPTOBOT_MARKET_DATA_DIR)", field="source")
+        return LocalStoreProvider(market_data_dir)
+    raise InvalidInput(f"unknown data source {source!r}; allowed: synthetic, csv, sample, local", field="source")
 
 
-def load_bars(spec: DataSpec, *, csv_dir: Path | str | None = None) -> dict[str, pd.DataFrame]:
+def day_bounds(start: date | None, end: date | None) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """Inclusive days as bar bounds: from ``start``'s midnight to the last instant of ``end``,
+    so an intraday series keeps every bar of its last day."""
+    return (
+        None if start is None else pd.Timestamp(start),
+        None if end is None else pd.Timestamp(end) + pd.Timedelta(days=1) - pd.Timedelta(1, "ns"),
+    )
+
+
+def load_bars(
+    spec: DataSpec, *, csv_dir: Path | str | None = None, market_data_dir: Path | str | None = None
+) -> dict[str, pd.DataFrame]:
     """Bars for every symbol of ``spec``, validated, keyed by symbol."""
-    provider = get_provider(spec.source, csv_dir=csv_dir, seed=spec.seed, predictability=spec.predictability)
-    return {s: provider.get_bars(s, spec.start, spec.end) for s in spec.symbols}
+    provider = get_provider(spec.source, csv_dir=csv_dir, market_data_dir=market_data_dir,
+                            seed=spec.seed, predictability=spec.predictability)
+    start, end = day_bounds(spec.start, spec.end)
+    return {s: provider.get_bars(s, start, end, timeframe=spec.timeframe) for s in spec.symbols}

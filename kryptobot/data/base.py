@@ -11,17 +11,44 @@ from pydantic import AfterValidator
 from kryptobot.errors import DataError, InvalidInput
 
 BAR_COLUMNS = ["timestamp", "open", "high", "low", "close", "volume"]
-SYMBOL_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9.\-^]{0,14}$")
+_PART = r"[A-Z0-9][A-Z0-9.\-^]{0,19}"
+#: a ticker (``SPY``, ``BRK-B``) or an exchange pair: ``BASE/QUOTE`` (spot) or
+#: ``BASE/QUOTE:SETTLE`` (a swap or future settled in SETTLE, ``BTC/USDT:USDT-240329``), as ccxt writes them
+SYMBOL_PATTERN = re.compile(rf"{_PART}(?:/{_PART}(?::{_PART})?)?")
+SYMBOL_RULE = (
+    "a ticker of 1-20 characters A-Z, 0-9, '.', '-', '^' (starting with a letter or digit), "
+    "or a pair of such parts as BASE/QUOTE or BASE/QUOTE:SETTLE"
+)
 
 
 def check_symbol(symbol: str, field: str = "symbol") -> str:
-    """Return the symbol upper-cased, or raise InvalidInput naming ``field``."""
-    if not isinstance(symbol, str) or not SYMBOL_PATTERN.match(symbol.upper()):
-        raise InvalidInput(
-            f"malformed symbol {symbol!r}: expected 1-15 characters of A-Z, 0-9, '.', '-', '^'",
-            field=field,
-        )
+    """Return the symbol upper-cased, or raise InvalidInput naming ``field``.
+
+    ``fullmatch`` on ASCII only: ``re``'s ``$`` would let a trailing newline through, and
+    ``str.upper`` maps some non-ASCII letters onto ASCII ones (``"ſ".upper() == "S"``).
+    """
+    if not isinstance(symbol, str) or not symbol.isascii() or not SYMBOL_PATTERN.fullmatch(symbol.upper()):
+        raise InvalidInput(f"malformed symbol {symbol!r}: expected {SYMBOL_RULE}", field=field)
     return symbol.upper()
+
+
+def symbol_filename(symbol: str, field: str = "symbol") -> str:
+    """The symbol as a file name stem: ``BTC/USDT:USDT`` -> ``BTC_USDT_USDT``, ``SPY`` -> ``SPY``.
+
+    Safe (only A-Z, 0-9, '.', '-', '^', '_'; never starting with a dot) and reversible by
+    :func:`symbol_from_filename`: '_' is in no symbol, and a pair has at most one '/' and,
+    after it, one ':'. A '-' would not do: ``BTC/USDT-USDT`` would map like ``BTC/USDT:USDT``.
+    """
+    return check_symbol(symbol, field).replace("/", "_").replace(":", "_")
+
+
+def symbol_from_filename(stem: str) -> str:
+    """Inverse of :func:`symbol_filename`; raises InvalidInput for a stem no symbol maps to."""
+    parts = stem.upper().split("_")
+    if len(parts) > 3:
+        raise InvalidInput(f"{stem!r} is not the file name of a symbol", field="symbol")
+    symbol = parts[0] + "".join(sep + part for sep, part in zip(("/", ":"), parts[1:]))
+    return check_symbol(symbol)
 
 
 def _symbol_field(value: str) -> str:
@@ -39,14 +66,19 @@ UniqueSymbols = Annotated[list[Symbol], AfterValidator(lambda symbols: list(dict
 
 @runtime_checkable
 class MarketDataProvider(Protocol):
-    """Daily (or other timeframe) OHLCV bars for a symbol.
+    """OHLCV bars of one timeframe for a symbol.
 
-    ``get_bars`` returns a DataFrame with exactly ``BAR_COLUMNS``: ``timestamp`` as
-    timezone-naive UTC pandas timestamps, strictly increasing, prices > 0, volume >= 0.
-    ``start``/``end`` are inclusive; ``None`` means "from the beginning"/"to the end".
+    ``get_bars`` returns a DataFrame with exactly ``BAR_COLUMNS``: ``timestamp`` (a bar's
+    open time) as timezone-naive UTC pandas timestamps, strictly increasing, prices > 0,
+    volume >= 0. ``start``/``end`` are inclusive; ``None`` means "from the beginning"/"to
+    the end". ``timeframe`` is one of :data:`kryptobot.data.timeframes.TIMEFRAMES`; a
+    provider without it raises InvalidInput naming ``timeframe``.
+    ``calendar`` is when the market trades, ``"24/7"`` or ``"exchange"``
+    (see :func:`kryptobot.data.timeframes.periods_per_year`).
     """
 
     name: str
+    calendar: str
 
     def get_bars(
         self,

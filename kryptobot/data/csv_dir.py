@@ -1,5 +1,8 @@
 """The user's own daily files: one ``<SYMBOL>.csv`` per symbol in a directory.
 
+A pair's file is named by :func:`~kryptobot.data.base.symbol_filename`: ``BTC/USDT`` is
+``BTC_USDT.csv``.
+
 Columns (case-insensitive): ``timestamp`` or ``date``, open, high, low, close, volume,
 and optionally ``adj_close`` (then all prices are scaled by adj_close / close).
 """
@@ -9,22 +12,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from kryptobot.data.base import check_symbol, slice_range, validate_bars
+from kryptobot.data.base import check_symbol, slice_range, symbol_filename, symbol_from_filename, validate_bars
+from kryptobot.data.timeframes import check_timeframe
 from kryptobot.errors import DataError, DataNotFound, InvalidInput
 
 
 class CSVDirectoryProvider:
     name = "csv"
+    calendar = "exchange"
 
     def __init__(self, directory: Path | str):
         self.directory = Path(directory)
 
     def symbols(self) -> list[str]:
         self._check_dir()
-        return sorted(p.stem.upper() for p in self.directory.glob("*.csv"))
+        return sorted(symbol_from_filename(p.stem) for p in self.directory.glob("*.csv") if _is_symbol_file(p.stem))
 
     def get_bars(self, symbol: str, start=None, end=None, timeframe: str = "1d") -> pd.DataFrame:
-        if timeframe != "1d":
+        if check_timeframe(timeframe) != "1d":
             raise InvalidInput(f"CSV files are read as daily bars, not {timeframe!r}", field="timeframe")
         return slice_range(self._read(self._path(check_symbol(symbol))), start, end)
 
@@ -34,10 +39,11 @@ class CSVDirectoryProvider:
 
     def _path(self, symbol: str) -> Path:
         self._check_dir()
+        stem = symbol_filename(symbol)
         for path in self.directory.glob("*.csv"):
-            if path.stem.upper() == symbol:
+            if path.stem.upper() == stem:
                 return path
-        raise DataNotFound(f"no file for {symbol!r}: expected {self.directory / (symbol + '.csv')}", field="symbols")
+        raise DataNotFound(f"no file for {symbol!r}: expected {self.directory / (stem + '.csv')}", field="symbols")
 
     @staticmethod
     def _read(path: Path) -> pd.DataFrame:
@@ -56,3 +62,11 @@ class CSVDirectoryProvider:
             return validate_bars(raw, field=path.name)
         except DataError as exc:
             raise DataError(f"{path.name}: {exc.message}", field=exc.field) from exc
+
+
+def _is_symbol_file(stem: str) -> bool:
+    try:
+        symbol_from_filename(stem)
+    except InvalidInput:
+        return False
+    return True

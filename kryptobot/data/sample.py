@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from kryptobot.data.base import check_symbol, slice_range, validate_bars
+from kryptobot.data.timeframes import check_timeframe
 from kryptobot.errors import DataNotFound, InvalidInput
 
 SAMPLE_SYMBOLS = ("AAPL", "FB", "GOOG", "IBM", "MSFT")
@@ -16,6 +17,7 @@ SAMPLE_SYMBOLS = ("AAPL", "FB", "GOOG", "IBM", "MSFT")
 
 class SampleDataProvider:
     name = "sample"
+    calendar = "exchange"
 
     def __init__(self) -> None:
         self._frames: dict[str, pd.DataFrame] = {}
@@ -24,7 +26,7 @@ class SampleDataProvider:
         return list(SAMPLE_SYMBOLS)
 
     def get_bars(self, symbol: str, start=None, end=None, timeframe: str = "1d") -> pd.DataFrame:
-        if timeframe != "1d":
+        if check_timeframe(timeframe) != "1d":
             raise InvalidInput(f"the sample data has daily bars only, not {timeframe!r}", field="timeframe")
         symbol = check_symbol(symbol)
         if symbol not in SAMPLE_SYMBOLS:

@@ -1,7 +1,8 @@
-"""The embedded synthetic market: realistic daily bars that know their own ground truth.
+"""The embedded synthetic market: realistic bars that know their own ground truth.
 
 Per symbol (deterministic in ``seed`` and the symbol name) it generates business-day
-OHLCV bars whose close-to-close log return is::
+OHLCV bars (other timeframes and calendars: see below) whose
+close-to-close log return is::
 
     r_t = mu_t + sigma_t * e_t
 
@@ -14,8 +15,16 @@ OHLCV bars whose close-to-close log return is::
 ``predictability`` is the knob: at exactly 0 the series is a pure random walk in log
 price (i.i.d. fat-tailed returns, constant volatility, no drift, no regimes, i.i.d.
 volume): nothing is predictable, which the honesty tests rely on. Planted anomalies
-(one-day price jumps, volume spikes, volatility bursts) are returned by
+(one-bar price jumps, volume spikes, volatility bursts) are returned by
 :meth:`SyntheticMarket.anomalies` as ground truth.
+
+Other timeframes and calendars: ``calendar="exchange"`` (the default) trades business days,
+intraday bars in a 14:30-21:00 UTC session (09:30-16:00 New York, ignoring daylight saving);
+``calendar="24/7"`` trades every day around the clock. Volatility, regime drift and volume
+scale with the bar's share of a trading day, so a series' yearly statistics do not depend on
+its timeframe; the 20- and 5-bar windows of the exploitable state stay windows in bars.
+An intraday series keeps its last ``MAX_BARS`` bars up to ``end``. The daily exchange series
+is the original one, bit for bit.
 """
 from __future__ import annotations
 
@@ -26,9 +35,10 @@ import numpy as np
 import pandas as pd
 
 from kryptobot.data.base import check_symbol, slice_range
+from kryptobot.data.timeframes import DAYS_PER_YEAR, SESSION_HOURS, check_calendar, check_timeframe, periods_per_year, timeframe_delta
 from kryptobot.errors import InvalidInput
 
-K_EDGE = 0.5  # scale of the exploitable drift, in units of daily volatility
+K_EDGE = 0.5  # scale of the exploitable drift, in units of a bar's volatility
 T_DOF = 4
 DEFAULT_UNIVERSE = ["SYNA", "SYNB", "SYNC", "SYND", "SPY", "QQQ", "AAPL", "MSFT", "AMZN", "GOOGL", "META", "TSLA"]
 ANOMALY_KINDS = ("price_jump", "volume_spike", "volatility_burst")
@@ -37,6 +47,8 @@ WARMUP = 60  # no anomalies in the first bars (indicators are still warming up)
 # Regimes: daily drift per regime and the transition matrix (rows sum to 1).
 REGIME_DRIFT = np.array([0.0006, -0.0008, 0.0])
 REGIME_P = np.array([[0.985, 0.005, 0.010], [0.010, 0.980, 0.010], [0.010, 0.010, 0.980]])
+MAX_BARS = 50_000  # an intraday series' length: the generator is a per-bar loop
+SESSION_OPEN = pd.Timedelta(hours=14, minutes=30)  # 09:30 New York in UTC (standard time)
 
 
 class SyntheticMarket:
@@ -51,6 +63,7 @@ class SyntheticMarket:
         anomaly_rate: float = 0.004,
         start: str = "2012-01-02",
         end: str = "2024-12-31",
+        calendar: str = "exchange",
     ):
         if not 0.0 <= predictability <= 1.0:
             raise InvalidInput("predictability must be within [0, 1]", field="predictability")
@@ -59,32 +72,53 @@ class SyntheticMarket:
         self.seed = seed
         self.predictability = predictability
         self.anomaly_rate = anomaly_rate
-        self.dates = pd.bdate_range(start, end)
+        self.calendar = check_calendar(calendar)
+        self.dates = pd.bdate_range(start, end)  # the business days (the daily exchange series' bars)
+        self._start, self._end = pd.Timestamp(start), pd.Timestamp(end)
         self._full = lru_cache(maxsize=64)(self._generate)
 
     def symbols(self) -> list[str]:
         return list(DEFAULT_UNIVERSE)
 
     def get_bars(self, symbol: str, start=None, end=None, timeframe: str = "1d") -> pd.DataFrame:
-        if timeframe != "1d":
-            raise InvalidInput(f"the synthetic market has daily bars only, not {timeframe!r}", field="timeframe")
-        bars, _ = self._full(check_symbol(symbol))
+        bars, _ = self._full(check_symbol(symbol), check_timeframe(timeframe))
         return slice_range(bars, start, end)
 
-    def anomalies(self, symbol: str, start=None, end=None) -> pd.DataFrame:
+    def anomalies(self, symbol: str, start=None, end=None, timeframe: str = "1d") -> pd.DataFrame:
         """Ground truth: DataFrame[timestamp, kind, magnitude, end] of the planted events."""
-        _, events = self._full(check_symbol(symbol))
+        _, events = self._full(check_symbol(symbol), check_timeframe(timeframe))
         return slice_range(events, start, end)
 
+    def bar_times(self, timeframe: str) -> pd.DatetimeIndex:
+        """The bars' open times at ``timeframe`` on this market's calendar."""
+        delta = timeframe_delta(timeframe)
+        if timeframe == "1w":  # weeks open on Mondays, as on the exchanges
+            return pd.date_range(self._start, self._end, freq="W-MON")
+        if self.calendar == "24/7":
+            first = max(self._start, self._end + pd.Timedelta(days=1) - MAX_BARS * delta)
+            return pd.date_range(first.ceil(delta) if delta < pd.Timedelta(days=1) else first.normalize(),
+                                 self._end + pd.Timedelta(days=1), freq=delta, inclusive="left")[-MAX_BARS:]
+        if timeframe == "1d":
+            return self.dates
+        per_day = int(np.ceil(pd.Timedelta(hours=SESSION_HOURS["exchange"]) / delta))  # the last bar may be cut by the close
+        in_session = pd.to_timedelta(SESSION_OPEN + np.arange(per_day) * delta).to_numpy()
+        days = self.dates[-(MAX_BARS // per_day + 1):].to_numpy()
+        return pd.DatetimeIndex((days[:, None] + in_session[None, :]).ravel())[-MAX_BARS:]
+
     # ---- generation ----------------------------------------------------------------
-    def _rng(self, symbol: str) -> np.random.Generator:
-        digest = hashlib.sha256(f"{self.seed}:{symbol}".encode()).digest()
+    def _rng(self, symbol: str, timeframe: str) -> np.random.Generator:
+        daily = timeframe == "1d" and self.calendar == "exchange"
+        key = f"{self.seed}:{symbol}" if daily else f"{self.seed}:{symbol}:{timeframe}:{self.calendar}"
+        digest = hashlib.sha256(key.encode()).digest()
         return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
-    def _generate(self, symbol: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-        rng = self._rng(symbol)
-        n = len(self.dates)
-        level = rng.uniform(0.010, 0.025)  # typical daily volatility of this symbol
+    def _generate(self, symbol: str, timeframe: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        rng = self._rng(symbol, timeframe)
+        dates = self.bar_times(timeframe)
+        n = len(dates)
+        # a bar's share of a trading day (exactly 1.0 for daily bars): variance, drift and volume scale with it
+        bar_days = DAYS_PER_YEAR[self.calendar] / periods_per_year(timeframe, self.calendar)
+        level = rng.uniform(0.010, 0.025) * np.sqrt(bar_days)  # typical volatility of this symbol, per bar
         start_price = float(np.exp(rng.uniform(np.log(20), np.log(500))))
         shocks = rng.standard_t(T_DOF, n) / np.sqrt(T_DOF / (T_DOF - 2))
         vol_noise = rng.normal(0.0, 1.0, n)
@@ -100,7 +134,7 @@ class SyntheticMarket:
             sigma = np.full(n, level) * vol_mult
             returns = sigma * shocks + jumps * level
         else:
-            returns, sigma = self._realistic_returns(rng, shocks, level, vol_mult, jumps)
+            returns, sigma = self._realistic_returns(rng, shocks, level, vol_mult, jumps, bar_days)
         log_close = np.log(start_price) + np.cumsum(returns)
         close = np.exp(log_close)
         # Open = previous close plus an overnight gap taken out of the same daily return,
@@ -111,19 +145,19 @@ class SyntheticMarket:
         wick = np.abs(rng.normal(0.0, 0.5, (2, n))) * sigma
         high = np.maximum(open_, close) * np.exp(wick[0])
         low = np.minimum(open_, close) * np.exp(-wick[1])
-        volume = self._volume(rng, returns, sigma, vol_noise)
+        volume = self._volume(rng, returns, sigma, vol_noise) * bar_days
         for idx, kind, magnitude, _ in events:
             if kind == "volume_spike":
                 volume[idx] *= magnitude
         bars = pd.DataFrame(
-            {"timestamp": self.dates, "open": open_, "high": high, "low": low, "close": close, "volume": volume}
+            {"timestamp": dates, "open": open_, "high": high, "low": low, "close": close, "volume": volume}
         )
         truth = pd.DataFrame(
             {
-                "timestamp": [self.dates[i] for i, *_ in events],
+                "timestamp": [dates[i] for i, *_ in events],
                 "kind": [k for _, k, _, _ in events],
                 "magnitude": [float(m) for _, _, m, _ in events],
-                "end": [self.dates[min(i + length - 1, n - 1)] for i, _, _, length in events],
+                "end": [dates[min(i + length - 1, n - 1)] for i, _, _, length in events],
             }
         )
         if truth.empty:
@@ -150,7 +184,7 @@ class SyntheticMarket:
             last = idx + length
         return events
 
-    def _realistic_returns(self, rng, shocks, level, vol_mult, jumps) -> tuple[np.ndarray, np.ndarray]:
+    def _realistic_returns(self, rng, shocks, level, vol_mult, jumps, bar_days: float) -> tuple[np.ndarray, np.ndarray]:
         n = len(shocks)
         alpha, beta = 0.08, 0.90
         omega = level**2 * (1 - alpha - beta)
@@ -164,11 +198,11 @@ class SyntheticMarket:
             regime = int(np.searchsorted(np.cumsum(REGIME_P[regime]), regime_draws[t]))
             regime = min(regime, 2)
             s = np.sqrt(var) * vol_mult[t]
-            # The exploitable state: trend persistence over 20 days, reversal after 5-day extremes.
+            # The exploitable state: trend persistence over 20 bars, reversal after 5-bar extremes.
             trend = (log_price[t] - log_price[max(t - 20, 0)]) / (s * np.sqrt(20)) if t >= 20 else 0.0
             swing = (log_price[t] - log_price[max(t - 5, 0)]) / (s * np.sqrt(5)) if t >= 5 else 0.0
             state = 0.6 * np.tanh(trend) - 0.4 * np.tanh(swing)
-            mu = REGIME_DRIFT[regime] * self.predictability + edge * s * state
+            mu = REGIME_DRIFT[regime] * bar_days * self.predictability + edge * s * state
             r = mu + s * shocks[t] + jumps[t] * s
             returns[t], sigma[t] = r, s
             log_price[t + 1] = log_price[t] + r
