@@ -17,6 +17,7 @@ FACTORY = "services.anomaly.app:create_app"
 WINDOW = 20
 MIN_BARS = min_bars(WINDOW)
 SMALL_TRAIN = {
+    "activate": True,  # the tests need a model serving, better than the baseline or not
     "data": {"source": "synthetic", "symbols": ["SYNA", "SYNB"], "start": "2018-01-01", "end": "2022-12-31"},
     "epochs": 3,
     "batch_size": 64,
@@ -54,7 +55,7 @@ def trained(client):
     return record, seen
 
 
-def _instance(n: int = 60, **overrides) -> dict:
+def _instance(n: int = MIN_BARS + 20, **overrides) -> dict:
     bars = {k: list(v)[-n:] for k, v in AnomalyRuntime.predict_example()["instances"][0]["bars"].items()}
     for key, (index, value) in overrides.items():
         bars[key][index] = value
@@ -77,7 +78,9 @@ def test_training_shows_epochs_and_metrics(client, trained):
     metrics = record["metrics"]["anomaly"]
     assert metrics["threshold"] > 0 and metrics["training_samples"] > 500
     detection = metrics["detection"]
-    assert {"autoencoder", "isolation_forest", "matching_rule"} <= set(detection)
+    assert {"autoencoder", "zscore", "isolation_forest", "matching_rule", "flag_rate_rule"} <= set(detection)
+    assert set(metrics["calibration"]["symbol_thresholds"]) == {"SYNA", "SYNB"}
+    assert metrics["events"] is None  # the synthetic market has planted anomalies, not dated shocks
 
 
 def test_models_and_reports(client, trained):
@@ -106,6 +109,7 @@ def test_predict_example_scores_every_window(client, trained):
     cols = pred["windows"]
     assert pred["symbol"] == "SYNA" and pred["window"] == WINDOW
     assert len(cols["timestamp"]) == len(cols["error"]) == len(cols["anomaly"]) == n_bars - MIN_BARS + 1
+    assert pred["calibration"] == "symbol"  # SYNA was trained on: its own threshold
     for error, score, flag in zip(cols["error"], cols["score"], cols["anomaly"]):
         assert score == pytest.approx(error / pred["threshold"], rel=1e-5)
         assert flag == (error > pred["threshold"])
@@ -121,6 +125,14 @@ def test_last_only_scores_the_latest_window_the_same(client, trained):
         assert len(pred["windows"]["error"]) == 1
         assert pred["windows"]["timestamp"][0] == full["windows"]["timestamp"][-1]
         assert pred["windows"]["error"][0] == pytest.approx(full["windows"]["error"][-1], rel=1e-4)
+
+
+def test_a_symbol_not_trained_on_says_which_threshold_judged_it(client, trained):
+    pooled = client.get("/reports/training_results.json").json()["calibration"]["pooled_threshold"]
+    resp = client.post("/predict", json={"instances": [{**_instance(), "symbol": "QQQ"}, {"bars": _instance()["bars"]}]})
+    assert resp.status_code == 200, resp.text
+    for pred in resp.json()["predictions"]:  # 40 windows: too few to calibrate on, so the pooled threshold
+        assert pred["calibration"] == "pooled" and pred["threshold"] == pytest.approx(pooled)
 
 
 @pytest.mark.parametrize(

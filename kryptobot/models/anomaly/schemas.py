@@ -4,7 +4,8 @@ Importable without TensorFlow: the trader parses the service's answers with thes
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -12,7 +13,11 @@ from kryptobot.schemas import Answer, BarsInstance, TrainConfigBase
 
 
 class AnomalyInstance(BarsInstance):
-    """Bars of one symbol, oldest first: at least ``window + 21`` of them (41 for the default window)."""
+    """Bars of one symbol, oldest first: at least ``window + 121`` of them (141 for the default window).
+
+    Give the ``symbol``: a symbol the version was trained on is judged against its own
+    training history (see ``AnomalyPrediction.calibration``).
+    """
 
 
 
@@ -28,15 +33,23 @@ class WindowColumns(Answer):
 
     timestamp: list[datetime] = Field(description="timestamp of the window's last bar")
     error: list[float] = Field(description="mean squared reconstruction error")
-    score: list[float] = Field(description="error / threshold; above 1 is anomalous")
+    score: list[float] = Field(description="error / the instance's threshold; above 1 is anomalous")
     anomaly: list[bool]
 
+
+
+Calibration = Literal["symbol", "instance", "pooled"]
 
 
 class AnomalyPrediction(Answer):
     symbol: str | None = None
     window: int = Field(description="bars per window")
-    threshold: float = Field(description="reconstruction error above which a window is anomalous")
+    threshold: float = Field(description="reconstruction error above which a window of this instance is anomalous")
+    calibration: Calibration = Field(
+        description="where the threshold comes from: 'symbol' (this symbol's training windows), 'instance' (a symbol "
+                    "the version was not trained on: the same percentile of this instance's own windows, when it sent "
+                    "at least calibration_min_windows of them), or 'pooled' (every training window of every symbol)"
+    )
     anomaly: bool = Field(description="the most recent window is anomalous")
     score: float = Field(description="the most recent window's error / threshold")
     anomalies: list[datetime] = Field(description="last-bar timestamps of the anomalous windows")
@@ -53,7 +66,12 @@ class AnomalyTrainConfig(TrainConfigBase):
         1, ge=1, le=250, description="a window's error is taken over its last score_bars bars (null: all of them)"
     )
     threshold_percentile: float = Field(
-        98.0, ge=50, lt=100, description="threshold = this percentile of the training windows' errors"
+        98.0, ge=50, lt=100, description="each symbol's threshold = this percentile of its own training windows' errors"
+    )
+    calibration_min_windows: int = Field(
+        250, ge=20, le=10_000,
+        description="fewest windows a threshold is set from: a trained symbol with fewer training windows, or an unseen "
+                    "symbol's instance with fewer windows, falls back to the pooled threshold",
     )
     units: int = Field(64, ge=4, le=512, description="LSTM units of encoder and decoder")
     dropout: float = Field(0.2, ge=0, lt=1)
@@ -63,7 +81,14 @@ class AnomalyTrainConfig(TrainConfigBase):
     holdout_fraction: float = Field(
         0.25, gt=0, lt=0.6, description="of each symbol's bars, last: never trained on, used to measure detection"
     )
-    match_bars: int = Field(3, ge=0, le=50, description="detection tolerance (bars) when scoring against ground truth")
+    holdout_start: date | None = Field(
+        None,
+        description="instead of holdout_fraction: windows ending on or after this day are the holdout (fit on earlier "
+                    "years, score later ones); validation_fraction is then of the windows before it",
+    )
+    match_bars: int = Field(
+        3, ge=0, le=50, description="detection tolerance (bars) when scoring against ground truth (planted anomalies or dated shocks)"
+    )
     seed: int = 42
 
     model_config = ConfigDict(
