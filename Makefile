@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 REDIS_HOST ?= 127.0.0.1
 REDIS_PORT ?= 6379
 
-.PHONY: run test venv redis bench browser clean train-ml train-anomaly train-ensemble train-forecast feature-selection start-ml-bot start-ensemble-bot start-forecast-bot
+.PHONY: run test venv redis bench browser k8s-tools clean train-ml train-anomaly train-ensemble train-forecast feature-selection start-ml-bot start-ensemble-bot start-forecast-bot
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,12 @@ redis: $(STAMP)
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
-test: $(STAMP) redis browser
+# kubectl renders the Kubernetes manifests (`kubectl kustomize`, tests/test_k8s.py); Debian's
+# kubernetes-client when none is installed (deploy/k8s is written for its kustomize too).
+k8s-tools:
+	@command -v kubectl >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client)
+
+test: $(STAMP) redis browser k8s-tools
 	$(PY) -m pytest -q -p no:cacheprovider
 
 run: $(STAMP) redis

@@ -43,7 +43,9 @@ def main() -> None:
     model = SignalRuntime(Settings(models_dir=workdir / "models")).load_version(store, version)
     row = np.random.default_rng(0).normal(size=(1, len(model.features) + 1)).astype(np.float32)
     onnx_ms = report("in-process ONNX Runtime predict_proba, 1 row", time_calls(lambda: model.predict_matrix(row), N))
-    forest = model.sklearn_forest()
+    import joblib
+
+    forest = joblib.load(store.verified_artifacts(version) / "forest.joblib")  # our own artifact, for the comparison only
     forest.set_params(n_jobs=1)
     named = pd.DataFrame(row, columns=forest.feature_names_in_)  # as it was fitted: no feature-name warning per call
     sk_ms = report("in-process scikit-learn predict_proba, 1 row", time_calls(lambda: forest.predict_proba(named), 100))

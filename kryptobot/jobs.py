@@ -7,7 +7,8 @@ crashes or is killed cannot touch the active model: versions are only committed 
 (see :mod:`kryptobot.store`) and only the serving process activates them.
 
 States: ``queued`` -> ``running`` -> ``trained`` (child done, versions committed) ->
-``succeeded`` (parent activated them) | ``failed`` | ``cancelled``.
+``succeeded`` (the parent put them through the promotion gate, :mod:`kryptobot.promotion`)
+| ``failed`` | ``cancelled``.
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ class JobRunner:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._procs: dict[str, subprocess.Popen] = {}
         self._fail_orphans()
+        self.prune(settings.keep_jobs)
 
     def start(self, kind: str, config: dict) -> dict:
         running = self.running()
@@ -74,6 +76,7 @@ class JobRunner:
             "kind": kind,
             "models_dir": str(self.settings.models_dir),
             "csv_dir": str(self.settings.csv_dir) if self.settings.csv_dir else None,
+            "market_data_dir": str(self.settings.market_data_dir),
             "config_dir": str(self.settings.config_dir),
         }
         atomic_write_json(self._spec_path(job_id), spec)
@@ -139,12 +142,30 @@ class JobRunner:
         atomic_write_json(self._path(job_id), record)
         return record
 
+    def prune(self, keep_last: int) -> int:
+        """Forget all but the newest ``keep_last`` finished job records (never a running one)."""
+        finished = [r for r in self.list() if r["state"] in FINAL_STATES]
+        old = finished[: max(0, len(finished) - keep_last)]
+        for record in old:
+            self._path(record["id"]).unlink(missing_ok=True)
+            self._spec_path(record["id"]).unlink(missing_ok=True)
+            self._procs.pop(record["id"], None)
+        return len(old)
+
     def _fail_orphans(self) -> None:
-        """Jobs left 'running' by a previous process of this service can never finish."""
+        """Jobs left queued, running or trained by a previous process of this service can
+        never finish (their watcher died with it); an unreadable record (a torn write, a
+        full disk) becomes a failed one instead of stopping the service from starting."""
         for path in self.dir.glob("*.json"):
             if path.name.endswith(".spec.json"):
                 continue
-            record = json.loads(path.read_text())
+            try:
+                record = json.loads(path.read_text())
+                if not isinstance(record, dict) or "state" not in record:
+                    raise ValueError("not a job record")
+            except (OSError, ValueError) as exc:
+                atomic_write_json(path, _unreadable_record(path.stem, exc))
+                continue
             if record["state"] in ACTIVE_STATES:
                 record.update(state="failed", error="interrupted: the service restarted", finished_at=utc_now())
                 atomic_write_json(path, record)
@@ -154,6 +175,14 @@ class JobRunner:
 
     def _spec_path(self, job_id: str) -> Path:
         return self.dir / f"{job_id}.spec.json"
+
+
+def _unreadable_record(job_id: str, exc: Exception) -> dict:
+    return {
+        "id": job_id, "kind": "unknown", "state": "failed", "progress": 0.0, "message": None,
+        "config": {}, "metrics": None, "error": f"the job record was unreadable ({exc}); replaced at start-up",
+        "versions": [], "created_at": utc_now(), "started_at": None, "finished_at": utc_now(), "pid": None,
+    }
 
 
 class _ChildReporter:
@@ -194,9 +223,10 @@ def run_job(job_file: Path) -> int:
 
     try:
         runtime_cls = import_runtime(spec["runtime"])
-        settings = Settings(models_dir=spec["models_dir"], csv_dir=spec["csv_dir"], config_dir=spec["config_dir"])
+        settings = Settings(models_dir=spec["models_dir"], csv_dir=spec["csv_dir"], config_dir=spec["config_dir"],
+                            market_data_dir=spec["market_data_dir"])
         runtime = runtime_cls(settings)
-        store = ModelStore(settings.models_dir, runtime.name)
+        store = ModelStore(settings.models_dir, runtime.name, settings.signing_key_bytes())
         kind = next(k for k in runtime.jobs() if k.path.strip("/") == spec["kind"])
         config = kind.config.model_validate(record["config"])
         finish(state="running", started_at=utc_now(), message="loading data")
@@ -209,6 +239,7 @@ def run_job(job_file: Path) -> int:
                 model.save(staged.artifacts, staged.reports)
                 versions.append(store.commit(staged, model.line, model.metadata()))
         metrics = {store.metadata(v)["line"]: store.metadata(v).get("metrics") for v in versions}
+        store.prune(keep_last=max(settings.keep_versions, len(versions)))  # here, where versions are made
         finish(state="trained", progress=1.0, message="trained; activating", versions=versions, metrics=metrics)
         return 0
     except KryptoError as exc:

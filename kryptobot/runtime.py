@@ -7,7 +7,8 @@ Two roles, kept apart (after Seldon MLServer's runtime / server split):
   the first real request fast, ``metadata`` describes it.
 * :class:`ModelRuntime` is one service's model code: the request schemas, the training
   jobs it offers (``/train`` and, for the signal service, ``/feature-selection``),
-  ``predict`` over the active versions of its lines, and the Swagger example.
+  ``predict`` over the active versions of its lines, the Swagger example, and
+  ``promotion``: whether a new version is good enough to serve (:mod:`kryptobot.promotion`).
 
 The framework calls nothing else: a model package is reached only through this contract.
 
@@ -25,6 +26,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from kryptobot.data import DataSpec, load_bars
+from kryptobot.promotion import Verdict, always_promote
 from kryptobot.settings import Settings
 from kryptobot.store import ModelStore
 
@@ -73,7 +75,7 @@ class TrainContext:
     progress: ProgressFn = field(default=lambda *a, **k: None)
 
     def load_bars(self, spec: DataSpec) -> dict[str, pd.DataFrame]:
-        return load_bars(spec, csv_dir=self.settings.csv_dir)
+        return load_bars(spec, csv_dir=self.settings.csv_dir, market_data_dir=self.settings.market_data_dir)
 
     def active_model(self, line: str) -> ModelVersion | None:
         version = self.store.active().get(line)
@@ -134,6 +136,16 @@ class ModelRuntime(ABC):
     @abstractmethod
     def predict_example(cls) -> dict:
         """A ``/predict`` body that works as it is: the Swagger example, also used by tests."""
+
+    def promotion(self, candidate: dict, champion: dict | None) -> Verdict:
+        """May the freshly trained version ``candidate`` (its metadata) replace ``champion``
+        (the metadata of its line's active version; None for a line's first version)?
+
+        The rule is :mod:`kryptobot.promotion`'s, by the service's own out-of-sample
+        metric. This default promotes every version; a runtime with a metric and a naive
+        baseline overrides it.
+        """
+        return always_promote("this service declares no promotion metric: every trained version is promoted")
 
     def version_class(self, line: str) -> type[ModelVersion]:
         return self.version_classes[line]

@@ -12,12 +12,17 @@ from kryptobot.data import BAR_COLUMNS, DataSpec, validate_bars
 from kryptobot.data.base import Symbol
 
 
+#: bars one instance may carry: enough for years of hourly bars in one backtest call, and a
+#: bound on the windows one request can make the anomaly or forecast service score
+MAX_BARS = 50_000
+
+
 class Bars(BaseModel):
     """OHLCV bars in columns (compact JSON): equal-length lists, oldest first."""
 
     model_config = ConfigDict(extra="forbid")
 
-    timestamp: list[datetime] = Field(min_length=1)
+    timestamp: list[datetime] = Field(min_length=1, max_length=MAX_BARS)
     open: list[FiniteFloat]
     high: list[FiniteFloat]
     low: list[FiniteFloat]
@@ -54,7 +59,12 @@ class TrainConfigBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data: DataSpec = Field(default_factory=DataSpec, description="which market data to train on")
-    activate: bool = Field(True, description="make the new version active when training succeeds")
+    activate: Literal["if_better"] | bool = Field(
+        "if_better",
+        description="if_better: activate the new version only when the promotion gate passes it (at least as good "
+        "as the naive baseline and the active version on its holdout, see GET /models' promotion); "
+        "true: activate it anyway (the verdict is still recorded); false: store it inactive",
+    )
 
 
 class BarsInstance(BaseModel):

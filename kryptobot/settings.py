@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,13 +28,36 @@ class Settings(BaseSettings):
 
     models_dir: Path = Path("models")
     config_dir: Path = Path("config")
-    data_source: Literal["synthetic", "csv", "sample"] = "synthetic"
+    data_source: Literal["synthetic", "csv", "sample", "local"] = "synthetic"
     csv_dir: Path | None = None
+    market_data_dir: Path = Field(Path("var/market-data"), description="the local store `kryptobot download-data` fills (source `local`)")
+    # download-data's clients; the names Alpaca's own tools read are accepted too
+    alpaca_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("KRYPTOBOT_ALPACA_API_KEY", "ALPACA_API_KEY"))
+    alpaca_secret_key: SecretStr | None = Field(None, validation_alias=AliasChoices("KRYPTOBOT_ALPACA_SECRET_KEY", "ALPACA_SECRET_KEY"))
+    alpaca_data_url: str | None = Field(None, description="instead of https://data.alpaca.markets (a proxy, or a test server)")
+    ccxt_config: dict = Field(default_factory=dict, description="JSON merged into every ccxt exchange's config, e.g. urls, options, apiKey")
     api_key: str | None = None
+    host: str = Field("127.0.0.1", description="address `python -m services.serve` listens on")
+    port: int | None = Field(None, ge=1, le=65535, description="its port (default: the service table's)")
+    allow_open: bool = Field(False, description="listen beyond loopback without an API key (the operator's explicit yes)")
+    signing_key: SecretStr | None = Field(
+        None, description="HMAC key that signs every model version; when set, unsigned or wrongly signed versions are refused"
+    )
     redis_url: str = "redis://127.0.0.1:6379/0"
     max_batch: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest request body a service reads (413 above)")
     log_format: Literal["auto", "json", "text"] = "auto"
+    keep_versions: int = Field(20, ge=2, le=10_000, description="versions kept per line (never the active or the previous one)")
+    keep_jobs: int = Field(100, ge=1, le=100_000, description="finished training-job records kept")
     tf_threads: int = Field(2, ge=1, le=256, description="TensorFlow's intra- and inter-op thread pools (anomaly, forecast)")
+
+    def signing_key_bytes(self) -> bytes | None:
+        return self.signing_key.get_secret_value().encode() if self.signing_key else None
+
+
+#: a threshold of the seed's files: a number, or "auto" (resolved from the active model
+#: version's out-of-sample sweep by :mod:`kryptobot.thresholds`; the trader reports the number)
+Threshold = Annotated[float, Field(ge=0.0, le=1.0)] | Literal["auto"]
 
 
 class FileSettings(BaseModel):
@@ -48,7 +71,7 @@ class MLSettings(FileSettings):
 
     ml_enabled: bool = True
     anomaly_detection_enabled: bool = True
-    min_confidence_threshold: float = Field(0.6, ge=0.0, le=1.0)
+    min_confidence_threshold: Threshold = 0.6
     position_size_multiplier: float = Field(1.0, gt=0.0)
 
 
@@ -56,7 +79,7 @@ class EnsembleSettings(FileSettings):
     """``config/ensemble_settings.json``."""
 
     ensemble_enabled: bool = True
-    confidence_threshold: float = Field(0.6, ge=0.0, le=1.0)
+    confidence_threshold: Threshold = 0.6
     position_size_multiplier: float = Field(1.2, gt=0.0)
 
 
@@ -67,7 +90,7 @@ class ForecastingSettings(FileSettings):
     model_types: list[Literal["lstm", "gru"]] = Field(default_factory=lambda: ["lstm", "gru"], min_length=1)
     sequence_length: int = Field(60, ge=5, le=1000)
     forecast_horizon: int = Field(5, ge=1, le=250)
-    confidence_threshold: float = Field(0.7, ge=0.0, le=1.0)
+    confidence_threshold: Threshold = 0.7
     min_trend_strength: float = Field(0.02, ge=0.0)
     use_for_entry: bool = True
     use_for_exit: bool = True

@@ -17,6 +17,7 @@ PORT_BASE = 8000
 
 _DATA = {"source": "synthetic", "symbols": ["SYNA", "SYNB"]}
 _QUICK_DATA = {**_DATA, "start": "2018-01-01", "end": "2021-12-31"}
+_FIRST = {"activate": True}  # see ServiceSpec
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,10 @@ class ServiceSpec:
     ``first_training`` is the ``POST /train`` body a fresh deployment sends a model service
     that has no model (the service's Swagger example, trimmed so all four train on 2 cores in
     a few minutes); ``quick_training`` is the tiny one of tests and ``KRYPTOBOT_STACK_QUICK=1``.
-    A service without them is not a model service.
+    A service without them is not a model service. Both activate what they train whatever
+    the promotion gate says (``"activate": true``; the verdict is still recorded): a fresh
+    deployment needs a model to serve, and a few minutes of training on little data need not
+    beat the naive baseline. Scheduled retraining sends the same bodies with ``"if_better"``.
     """
 
     name: str
@@ -67,19 +71,21 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         "signal", 1, "services.signal.app:create_app",
         first_training={
+            **_FIRST,
             "data": {**_DATA, "start": "2014-01-01", "end": "2022-12-31"},
             "model": {"n_estimators": 100, "max_depth": 6, "min_samples_leaf": 20},
         },
-        quick_training={"data": _QUICK_DATA, "model": {"n_estimators": 20, "max_depth": 4}, "evaluation": {"n_splits": 2}},
+        quick_training={**_FIRST, "data": _QUICK_DATA, "model": {"n_estimators": 20, "max_depth": 4}, "evaluation": {"n_splits": 2}},
     ),
     ServiceSpec(
         "anomaly", 2, "services.anomaly.app:create_app", tensorflow=True,
-        first_training={"data": {**_DATA, "start": "2016-01-01", "end": "2023-12-31"}, "epochs": 12, "window": 20},
-        quick_training={"data": _QUICK_DATA, "epochs": 1, "window": 20, "units": 16},
+        first_training={**_FIRST, "data": {**_DATA, "start": "2016-01-01", "end": "2023-12-31"}, "epochs": 12, "window": 20},
+        quick_training={**_FIRST, "data": _QUICK_DATA, "epochs": 1, "window": 20, "units": 16},
     ),
     ServiceSpec(
         "ensemble", 3, "services.ensemble.app:create_app",
         first_training={
+            **_FIRST,
             "data": {**_DATA, "start": "2014-01-01", "end": "2022-12-31"},
             "voting": "soft",
             "random_forest": {"n_estimators": 60},
@@ -87,6 +93,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
             "ada_boost": {"n_estimators": 60},
         },
         quick_training={
+            **_FIRST,
             "data": _QUICK_DATA,
             "random_forest": {"n_estimators": 10},
             "gradient_boosting": {"n_estimators": 10},
@@ -98,12 +105,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
         "forecast", 4, "services.forecast.app:create_app", tensorflow=True,
         # sequence_length and forecast_horizon come from config/forecasting_settings.json
         first_training={
+            **_FIRST,
             "data": {**_DATA, "start": "2016-01-01", "end": "2023-12-31"},
             "model_types": ["lstm", "gru"],
             "epochs": 6,
             "units": 32,
         },
         quick_training={
+            **_FIRST,
             "data": _QUICK_DATA, "model_types": ["gru"], "sequence_length": 20, "forecast_horizon": 5,
             "epochs": 1, "units": 8,
         },

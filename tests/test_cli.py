@@ -34,10 +34,11 @@ SMALL = ["--symbols", "SYNA,SYNB", "--start", "2017-01-01", "--end", "2022-12-31
 def test_train_signal_then_feature_selection_then_status(urls):
     result = runner.invoke(app, ["train-signal", *SMALL, "--n-estimators", "30"])
     assert result.exit_code == 0, result.output
-    assert "signal-v1" in result.output
-    result = runner.invoke(app, ["feature-selection", *SMALL, "--no-rfecv"])
+    # the promotion gate's verdict: a first version on a predictable market beats the base rate
+    assert "signal-v1: activated" in result.output, result.output
+    result = runner.invoke(app, ["feature-selection", *SMALL, "--no-rfecv", "--activate", "true"])
     assert result.exit_code == 0, result.output
-    assert "signal-v2" in result.output
+    assert "signal-v2: activated" in result.output, result.output
     result = runner.invoke(app, ["status"])
     assert "signal-v2" in result.output and "ready" in result.output
 

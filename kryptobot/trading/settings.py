@@ -4,8 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from kryptobot.data.base import Symbol
 from kryptobot.features import FeatureParams
@@ -64,11 +65,59 @@ class StrategySettings(FileSettings):
         return LabelParams(rsi_oversold=self.rsi_oversold, rsi_overbought=self.rsi_overbought, rules=tuple(self.rules))
 
 
+class LayerSchedule(FileSettings):
+    """Retraining and expiry of one ML layer (FreqAI's ``live_retrain_hours`` / ``expired_hours``)."""
+
+    retrain: str | None = Field(
+        None,
+        description='when to retrain: crontab fields "minute hour day month day-of-week" (a sixth, leading, field is '
+        'seconds) in `timezone`, e.g. "30 17 * * mon-fri" (weekdays after the close); null: never',
+    )
+    train_body: dict | None = Field(
+        None, description="the POST /train body; null: the service's first-start body (services/table.py) with activate 'if_better'"
+    )
+    expired_hours: float = Field(
+        0, ge=0,
+        description="a version whose training data end more than this many hours before the bar decided on is not used: "
+        "the decision is degraded, rule model_expired:<layer>, and unavailable_policy applies; 0: never expires",
+    )
+
+    @field_validator("retrain")
+    @classmethod
+    def _crontab(cls, value: str | None) -> str | None:
+        # the scheduler (APScheduler's CronTrigger) checks each field; the shape is checked here
+        if value is not None and len(value.split()) not in (5, 6):
+            raise ValueError(f"expected 5 crontab fields (or 6 with seconds first), got {len(value.split())}: {value!r}")
+        return value
+
+
+class RetrainingSettings(FileSettings):
+    """Per-layer retraining rules and expiry; the trader's scheduler POSTs the services' ``/train``."""
+
+    timezone: str = Field("America/New_York", description="of the retrain rules (an IANA name)")
+    signal: LayerSchedule = Field(default_factory=LayerSchedule)
+    ensemble: LayerSchedule = Field(default_factory=LayerSchedule)
+    anomaly: LayerSchedule = Field(default_factory=LayerSchedule)
+    forecast: LayerSchedule = Field(default_factory=LayerSchedule)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    def layers(self) -> dict[str, LayerSchedule]:
+        return {name: getattr(self, name) for name in ("signal", "ensemble", "anomaly", "forecast")}
+
+
 class TraderSettings(FileSettings):
     """``config/trader_settings.json``: watchlist, strategy, risk and fault policies."""
 
     watchlist: list[Symbol] = Field(default_factory=lambda: ["SPY", "QQQ", "AAPL", "MSFT", "AMZN", "GOOGL", "META", "TSLA"], min_length=1, max_length=100)
-    data_source: Literal["synthetic", "csv", "sample"] = "synthetic"
+    data_source: Literal["synthetic", "csv", "sample", "local"] = "synthetic"
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     history_bars: int = Field(400, ge=200, le=5000, description="bars loaded per symbol each cycle")
     initial_cash: float = Field(100_000.0, gt=0)
@@ -82,8 +131,14 @@ class TraderSettings(FileSettings):
     anomaly_policy: Literal["veto", "shrink"] = "veto"
     anomaly_shrink_factor: float = Field(0.5, gt=0, le=1)
     schedule_minutes: float = Field(0, ge=0, description="run a cycle every N minutes (0 = only on POST /cycle)")
+    retraining: RetrainingSettings = Field(default_factory=RetrainingSettings)
     request_timeout_seconds: float = Field(5.0, gt=0, le=120)
     retries: int = Field(2, ge=0, le=10)
+    broker: Literal["paper", "ccxt"] = Field(
+        "paper", description="paper: the offline ledger; ccxt: spot orders on `exchange` (needs KRYPTOBOT_EXCHANGE_API_KEY "
+        "and KRYPTOBOT_EXCHANGE_SECRET)")
+    exchange: str = Field("binance", pattern=r"^[a-z0-9_]+$", description="the ccxt exchange id the ccxt broker trades on")
+    sandbox: bool = Field(True, description="ccxt broker: the exchange's testnet; false trades real money")
 
 
 @dataclass(frozen=True)

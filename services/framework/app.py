@@ -17,8 +17,25 @@ from kryptobot.settings import Settings
 from kryptobot.store import ModelStore
 from services.framework.base import create_base_app
 from services.framework.observability import configure_logging
+from services.framework.openapi import declare_responses, error_responses
 from services.framework.registry import ModelRegistry
 from services.framework.routes import add_model_routes
+from services.framework.schemas import NotReadyBody
+
+#: What the model routes can answer besides what their shape implies (see :mod:`.openapi`):
+#: 503 where an active model is needed, the 409 of cancelling a finished job, the 404 of an
+#: unknown ``?version=``, and the two kinds of report file.
+MODEL_ROUTE_RESPONSES = {
+    ("GET", "/health/ready"): error_responses(503, model=NotReadyBody),
+    ("POST", "/predict"): error_responses(503),
+    ("GET", "/model"): error_responses(503),
+    ("DELETE", "/train/{job_id}"): error_responses(409),
+    ("GET", "/reports"): error_responses(404),
+    ("GET", "/reports/{name}"): {
+        200: {"description": "The file", "content": {"image/png": {}, "application/json": {}}},
+        **error_responses(503),
+    },
+}
 
 
 def runtime_path(runtime_cls: type[ModelRuntime]) -> str:
@@ -34,7 +51,7 @@ def create_model_app(runtime_cls: type[ModelRuntime], settings: Settings | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         configure_logging(name, settings.log_format)
-        store = ModelStore(settings.models_dir, name)
+        store = ModelStore(settings.models_dir, name, settings.signing_key_bytes())
         registry = ModelRegistry(
             settings, runtime_cls(settings), store, JobRunner(runtime_path(runtime_cls), settings, store), app.state.metrics
         )
@@ -45,4 +62,5 @@ def create_model_app(runtime_cls: type[ModelRuntime], settings: Settings | None 
 
     app = create_base_app(name, f"KryptoBot {name} service", runtime_cls.__doc__, settings, lifespan)
     add_model_routes(app, runtime_cls, settings.max_batch)
+    declare_responses(app, MODEL_ROUTE_RESPONSES)
     return app

@@ -7,6 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from kryptobot.errors import KryptoError
 
@@ -26,9 +27,21 @@ def _field(loc: tuple) -> str:
     return out or "body"
 
 
-def _body(request: Request, status: int, payload: dict) -> JSONResponse:
+def _body(request: Request, status: int, payload: dict, headers: dict[str, str] | None = None) -> JSONResponse:
     payload["request_id"] = getattr(request.state, "request_id", None)
-    return JSONResponse(payload, status_code=status)
+    return JSONResponse(payload, status_code=status, headers=headers)
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the request's path answers. Starlette's 405 names those of one route
+    only, and FastAPI makes a route per method (``GET`` and ``DELETE /train/{id}`` are two);
+    asking the router, included routers too, whether each method would match finds all."""
+    routes = request.app.router.routes
+    allowed = [m for m in METHODS if any(r.matches({**request.scope, "method": m})[0] is Match.FULL for r in routes)]
+    return ", ".join(allowed)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -52,9 +65,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return _body(request, exc.status_code, {"error": "HTTPError", "detail": str(exc.detail)})
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # RFC 9110: a 405 lists the methods the path has
+            headers["Allow"] = _allowed_methods(request)
+        return _body(request, exc.status_code, {"error": "HTTPError", "detail": str(exc.detail)}, headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _body(request, 500, {"error": "InternalError", "detail": f"{type(exc).__name__}: {exc}"})
+        # the log has the exception; the answer must not echo it (paths, data, internals)
+        return _body(request, 500, {"error": "InternalError",
+                                    "detail": "internal error: the service log has the details under this request id"})

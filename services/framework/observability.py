@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 import uuid
@@ -73,6 +74,16 @@ class Metrics:
         self.service = service
 
 
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,64}")
+
+
+def _request_id(given: bytes | None) -> str:
+    """The caller's id when it is a safe token (it is echoed in headers and logs), else a new one."""
+    if given and _REQUEST_ID.fullmatch(given):
+        return given.decode("ascii")
+    return uuid.uuid4().hex[:16]
+
+
 class RequestContextMiddleware:
     """Pure ASGI (cheaper than BaseHTTPMiddleware on the hot path): request id, metrics, access log."""
 
@@ -85,7 +96,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or ())
-        request_id = (headers.get(REQUEST_ID_HEADER.lower().encode()) or b"").decode()[:64] or uuid.uuid4().hex[:16]
+        request_id = _request_id(headers.get(REQUEST_ID_HEADER.lower().encode()))
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = {"code": 500}

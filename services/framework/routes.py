@@ -41,8 +41,11 @@ def _add_ready_route(app: FastAPI) -> None:
     @app.get("/health/ready", tags=["health"], summary="200 when an active model is loaded")
     async def ready(registry: Registry):
         if registry.models:
-            return {"status": "ready", "model_versions": registry.versions()}
-        reason = "; ".join(f"{k}: {v}" for k, v in registry.load_errors.items()) or NO_MODEL
+            body = {"status": "ready", "model_versions": registry.versions()}
+            if registry.fallbacks:
+                body["fallbacks"] = registry.fallbacks
+            return body
+        reason = "; ".join(f"{k}: {v}" for k, v in registry.load_errors.items()) or registry.not_ready_detail() or NO_MODEL
         return JSONResponse({"status": "not ready", "error": "ModelNotReady", "detail": reason}, status_code=503)
 
 
@@ -62,7 +65,7 @@ def _add_predict_route(app: FastAPI, runtime_cls: type[ModelRuntime], max_batch:
     async def predict(request: PredictRequest, registry: Registry):
         models = registry.models  # one snapshot for the whole batch, even if a switch happens now
         if not models:
-            raise ModelNotReady(NO_MODEL, field="model")
+            raise ModelNotReady(registry.not_ready_detail() or NO_MODEL, field="model")
         options = getattr(request, "options", None)
         results = await run_in_threadpool(registry.runtime.predict, models, request.instances, options)
         registry.metrics.predictions.labels(registry.runtime.name).inc(len(results))
@@ -115,13 +118,13 @@ def _add_version_routes(app: FastAPI) -> None:
     @app.get("/model", tags=["models"], response_model=ModelList, summary="Active model(s) metadata")
     async def model(registry: Registry):
         if not registry.models:
-            raise ModelNotReady(NO_MODEL, field="model")
-        return {"models": [ModelInfo.from_metadata(m.stored_metadata, active=True) for m in registry.models.values()]}
+            raise ModelNotReady(registry.not_ready_detail() or NO_MODEL, field="model")
+        return {"models": [_info(registry, m.stored_metadata, True) for m in registry.models.values()]}
 
     @app.get("/models", tags=["models"], response_model=ModelList, summary="All stored versions")
     async def models(registry: Registry):
         active = set(registry.store.active().values())
-        return {"models": [ModelInfo.from_metadata(m, active=m["version"] in active) for m in registry.store.versions()]}
+        return {"models": [_info(registry, m, m["version"] in active) for m in registry.store.versions()]}
 
     @app.post(
         "/models/{version}/activate", tags=["models"], response_model=ModelInfo, dependencies=[ApiKey], summary="Promote or roll back"
@@ -129,7 +132,12 @@ def _add_version_routes(app: FastAPI) -> None:
     async def activate_version(version: Version, registry: Registry):
         registry.store.version_dir(version)  # 404/422 before any loading
         model = await registry.activate(version)
-        return ModelInfo.from_metadata(model.stored_metadata, active=True)
+        return _info(registry, model.stored_metadata, True)
+
+
+def _info(registry: ModelRegistry, meta: dict, active: bool) -> ModelInfo:
+    """A version as GET /model(s) shows it, with the promotion gate's verdict on it."""
+    return ModelInfo.from_metadata({**meta, "promotion": registry.store.promotion(meta["version"])}, active=active)
 
 
 def _add_report_routes(app: FastAPI, report_example: str) -> None:

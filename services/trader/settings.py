@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from kryptobot.settings import Settings
 from services.table import ServiceUrls
 
@@ -13,3 +15,12 @@ class TraderEnv(Settings, ServiceUrls):
     ledger_path: Path = Path("var/trader/ledger.sqlite")
     reports_dir: Path = Path("var/trader/reports")
     cache_prefix: str = "kryptobot:forecast"
+    # the live broker's (``broker: "ccxt"`` in trader_settings.json); never in a file
+    exchange_api_key: SecretStr | None = None
+    exchange_secret: SecretStr | None = None
+    exchange_password: SecretStr | None = None  # the exchanges that also want a passphrase (OKX, KuCoin)
+
+    def exchange_credentials(self) -> dict[str, str | None]:
+        """The exchange credentials as :func:`kryptobot.trading.broker.open_broker` takes them."""
+        return {name: value.get_secret_value() if value else None for name, value in
+                (("api_key", self.exchange_api_key), ("secret", self.exchange_secret), ("password", self.exchange_password))}

@@ -9,6 +9,7 @@ from kryptobot.models.common.examples import classifier_example
 from tests.live import wait_for_job
 
 SMALL = {
+    "activate": True,  # the tests need each version serving, better than the last or not
     "data": {"symbols": ["SYNA", "SYNB"], "start": "2017-01-01", "end": "2022-12-31"},
     "random_forest": {"n_estimators": 30},
     "gradient_boosting": {"n_estimators": 30},

@@ -9,6 +9,7 @@ import pytest
 
 from kryptobot.models.forecast.schemas import ForecastPrediction
 from kryptobot.models.forecast.runtime import ForecastRuntime
+from kryptobot.thresholds import FORECAST_GRID, FORECAST_NEVER
 from tests.live import wait_for_job
 
 pytestmark = pytest.mark.tf
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.tf
 FACTORY = "services.forecast.app:create_app"
 SEQ, HORIZON = 20, 5
 SMALL_TRAIN = {
+    "activate": True,  # two epochs need not beat the naive forecast: the tests need a model serving
     "data": {"source": "synthetic", "symbols": ["SYNA", "SYNB"], "start": "2017-01-01", "end": "2022-12-31"},
     "model_types": ["lstm", "gru"],
     "sequence_length": SEQ,
@@ -83,6 +85,12 @@ def test_one_job_trains_a_version_per_model_type_with_progress(client, trained):
             assert key in metrics
         assert set(metrics["naive"]) >= {"mse", "rmse", "mae", "r2"}
         assert 0 < metrics["coverage"]["test_coverage"] <= 1
+        sweep = metrics["confidence_sweep"]  # what an "auto" forecast confidence resolves from
+        assert [r["threshold"] for r in sweep["rows"]] == list(FORECAST_GRID) and sweep["n"] == metrics["n"] // HORIZON
+        assert sweep["auto"]["threshold"] in (*FORECAST_GRID, FORECAST_NEVER)
+        # the gate's verdict, recorded although the tests activate whatever trains
+        verdict = record["details"]["promotion"][f"{line}-v1"]
+        assert verdict["metric"] == "skill" and verdict["promote"] == (metrics["skill"] >= 0) and verdict["activated"]
 
 
 def test_models_and_reports(client, trained):

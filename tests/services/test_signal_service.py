@@ -16,6 +16,7 @@ from tests.live import wait_for_job
 API_KEY = "test-key"
 FACTORY = "services.signal.app:create_app"
 SMALL_TRAIN = {
+    "activate": True,  # the tests need each version serving, better than the last or not
     "data": {"source": "synthetic", "symbols": ["SYNA", "SYNB"], "start": "2016-01-01", "end": "2021-12-31"},
     "model": {"n_estimators": 40, "max_depth": 5},
     "evaluation": {"n_splits": 3},
@@ -200,7 +201,7 @@ def test_cancel_job(client, trained):
 
 
 def test_feature_selection_creates_child_version(client, trained):
-    resp = client.post("/feature-selection", json={"data": SMALL_TRAIN["data"], "rfecv": True}, headers=AUTH)
+    resp = client.post("/feature-selection", json={"data": SMALL_TRAIN["data"], "rfecv": True, "activate": True}, headers=AUTH)
     assert resp.status_code == 202, resp.text
     job = wait_for_job(client, resp.json()["id"])
     assert job["state"] == "succeeded", job

@@ -7,6 +7,8 @@ evaluated the same way, so they can be compared on the same out-of-sample data:
   parameters both share;
 * ``load_meta_dataset`` -> features + meta-labels for the requested market data;
 * ``walk_forward_report`` -> out-of-sample metrics over purged walk-forward splits;
+* ``threshold_sweep`` -> what each threshold on those out-of-sample scores keeps and earns;
+* ``classifier_verdict`` -> the promotion gate's verdict by out-of-sample ROC AUC;
 * ``instances_to_matrix`` -> the serving-time input matrix from named features or bars,
   computed with the version's own feature pipeline;
 * ``onnx.OnnxClassifier`` -> compiled inference for a fitted scikit-learn classifier.
@@ -22,9 +24,15 @@ from kryptobot.evaluation import classification_metrics, walk_forward_prediction
 from kryptobot.features import FEATURE_NAMES, FeatureParams, latest_features, validate_feature_dict
 from kryptobot.labels import build_meta_dataset
 from kryptobot.models.common.configs import EvaluationConfig, LabelConfig
+from kryptobot.promotion import Verdict, judge_metadata
 from kryptobot.splits import purged_walk_forward
+from kryptobot.thresholds import CLASSIFIER_GRID, OBJECTIVE, sweep
 
 SIDE_COLUMN = "side"
+#: promotion tolerance against the active version's out-of-sample ROC AUC: about half the
+#: sampling noise of an AUC on a thousand signals, so a retrain on fresh data that scores
+#: the same is not held back by the luck of its predecessor's holdout
+ROC_AUC_TOLERANCE = 0.01
 
 
 def model_columns(features: Sequence[str]) -> list[str]:
@@ -68,6 +76,38 @@ def oos_report(y: np.ndarray, oos: np.ndarray, evaluation: EvaluationConfig, emb
         "tested_samples": int(tested.sum()),
     }
     return metrics
+
+
+def threshold_sweep(dataset, scores: np.ndarray) -> dict:
+    """:func:`kryptobot.thresholds.sweep` of out-of-sample ``scores`` (NaN = never tested),
+    by the realised return of each signal's triple-barrier trade.
+
+    ``buy`` holds the buy signals only, the entries of the long-only trader (its "auto"
+    thresholds read that one), ``sell`` the sell signals, ``all`` both.
+    """
+    tested = ~np.isnan(scores)
+    side = dataset.X[SIDE_COLUMN].to_numpy()
+    masks = {"buy": tested & (side > 0), "sell": tested & (side < 0), "all": tested}
+    sides = {
+        name: sweep(scores[mask], dataset.ret[mask], dataset.y[mask], CLASSIFIER_GRID, fallback=CLASSIFIER_GRID[0])
+        for name, mask in masks.items()
+    }
+    return {
+        "score": "out-of-sample walk-forward score; a signal is kept when score >= threshold",
+        "return": "realised side-adjusted return of the signal's triple-barrier trade (close at t0 to the exit)",
+        "objective": OBJECTIVE,
+        "sides": sides,
+    }
+
+
+def classifier_verdict(candidate: dict, champion: dict | None, metrics_path: str = "metrics") -> Verdict:
+    """Out-of-sample ROC AUC against the base-rate baseline's (0.5) and the active version's.
+
+    ROC AUC, not F1 or accuracy: it does not depend on a threshold (which "auto" may
+    move) and its naive baseline is the same on any data.
+    """
+    return judge_metadata(candidate, champion, "roc_auc", f"{metrics_path}.roc_auc", f"{metrics_path}.baseline.roc_auc",
+                          ROC_AUC_TOLERANCE)
 
 
 def data_range(dataset) -> dict:

@@ -23,6 +23,7 @@ def write_reports(reports: Path, info: dict, voting: str, weights: list[float]) 
         "base_models": {name: {k: m.get(k) for k in (*COMPARED, "base_rate")} for name, m in base_models.items()},
         "baseline": ensemble["baseline"],
         "at_confidence_threshold": ensemble["at_confidence_threshold"],
+        "threshold_sweep": ensemble.get("threshold_sweep"),
         "evaluation": ensemble["evaluation"],
         "reliability": metrics["reliability"],
         "training_samples": info["data_range"]["samples"],

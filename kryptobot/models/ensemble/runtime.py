@@ -12,20 +12,22 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from kryptobot.errors import InvalidInput
-from kryptobot.models.common.classifier import instances_to_matrix, load_meta_dataset
+from kryptobot.models.common.classifier import classifier_verdict, instances_to_matrix, load_meta_dataset
 from kryptobot.models.ensemble import training
 from kryptobot.models.ensemble.model import EnsembleModel, combine, vote_share
 from kryptobot.models.ensemble.schemas import BASE_MODELS, EnsembleOptions, EnsemblePrediction, EnsembleTrainConfig
-from kryptobot.runtime import ModelRuntime, ModelVersion, TrainContext
+from kryptobot.runtime import ModelRuntime, ModelVersion, TrainContext, Verdict
 from kryptobot.schemas import ClassifierInstance
 from kryptobot.settings import EnsembleSettings, load_settings_file
+from kryptobot.thresholds import classifier_threshold
 
 
 class EnsembleRuntime(ModelRuntime):
     """Voting ensemble (RandomForest, GradientBoosting, AdaBoost): the probability (soft) or
     vote (hard) that a technical signal succeeds, with every base model's probability and vote.
 
-    `take` applies `confidence_threshold` of config/ensemble_settings.json; a hard-voting
+    `take` applies `confidence_threshold` of config/ensemble_settings.json (`"auto"`: the one the
+    active version's out-of-sample threshold sweep picks for the signal's side); a hard-voting
     version has no probability (asking for one with `options.want = "probability"` is a 422).
     """
 
@@ -59,7 +61,8 @@ class EnsembleRuntime(ModelRuntime):
         base = model.base_probabilities(X)
         score, vote = combine(base, model.weights, model.voting)
         share = vote_share(base, model.weights)
-        threshold = self.ensemble_settings.confidence_threshold
+        setting, metrics = self.ensemble_settings.confidence_threshold, (model.info.get("metrics") or {}).get("ensemble")
+        by_side = {side: classifier_threshold(setting, metrics, side)[0] for side in ("buy", "sell")}
         soft = model.voting == "soft"
         return [
             {
@@ -69,13 +72,16 @@ class EnsembleRuntime(ModelRuntime):
                 "probability": float(score[i]) if soft else None,
                 "vote": int(vote[i]),
                 "vote_share": float(share[i]),
-                "take": bool(score[i] >= threshold),
-                "confidence_threshold": threshold,
+                "take": bool(score[i] >= by_side[inst.side]),
+                "confidence_threshold": by_side[inst.side],
                 "base_models": {n: {"probability": float(base[i, j]), "vote": int(base[i, j] > 0.5)} for j, n in enumerate(BASE_MODELS)},
                 "features": used[i],
             }
             for i, inst in enumerate(instances)
         ]
+
+    def promotion(self, candidate: dict, champion: dict | None) -> Verdict:
+        return classifier_verdict(candidate, champion, "metrics.ensemble")
 
     @classmethod
     def predict_example(cls) -> dict:

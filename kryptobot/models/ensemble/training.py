@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from kryptobot.features import FEATURE_NAMES, PIPELINE_VERSION, FeatureParams
-from kryptobot.models.common.classifier import data_range, model_columns, oos_report, walk_forward_report
+from kryptobot.models.common.classifier import data_range, model_columns, oos_report, threshold_sweep, walk_forward_report
 from kryptobot.models.common.configs import EvaluationConfig
 from kryptobot.models.ensemble.model import EnsembleModel, combine
 from kryptobot.models.ensemble.schemas import BASE_MODELS, EnsembleTrainConfig
 from kryptobot.runtime import TrainContext
+from kryptobot.thresholds import classifier_threshold
 
 
 HARD_DECISION_RULE = "weighted majority of base votes (share > 0.5, a tie is 'fail'), as VotingClassifier.predict"
@@ -30,14 +31,21 @@ def take_statistics(y: np.ndarray, score: np.ndarray, confidence_threshold: floa
 
 
 
+def ensemble_scores(oos: dict[str, np.ndarray], config: EnsembleTrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The ensemble's out-of-sample (score, vote) from its base models' (NaN: never tested)."""
+    stacked = np.column_stack([oos[name] for name in BASE_MODELS])
+    tested = ~np.isnan(stacked).any(axis=1)
+    score, vote = np.full(len(stacked), np.nan), np.full(len(stacked), np.nan)
+    score[tested], vote[tested] = combine(stacked[tested], np.asarray(config.weights), config.voting)
+    return score, vote
+
+
 def evaluate_ensemble(y: np.ndarray, oos: dict[str, np.ndarray], config: EnsembleTrainConfig, confidence_threshold: float) -> tuple[dict, dict | None]:
     """Out-of-sample metrics of the ensemble from its base models' OOS probabilities, and
     the soft ensemble's reliability curve (None for a hard one)."""
     embargo = config.labels.max_holding
-    stacked = np.column_stack([oos[name] for name in BASE_MODELS])
-    tested = ~np.isnan(stacked).any(axis=1)
-    score, vote = np.full(len(y), np.nan), np.full(len(y), np.nan)
-    score[tested], vote[tested] = combine(stacked[tested], np.asarray(config.weights), config.voting)
+    score, vote = ensemble_scores(oos, config)
+    tested = ~np.isnan(score)
     metrics = oos_report(y, score, config.evaluation, embargo)
     metrics["at_confidence_threshold"] = take_statistics(y[tested], score[tested], confidence_threshold)
     if config.voting == "soft":
@@ -54,7 +62,7 @@ def evaluate_ensemble(y: np.ndarray, oos: dict[str, np.ndarray], config: Ensembl
     return metrics, None
 
 
-def fit(config: EnsembleTrainConfig, dataset, ctx: TrainContext, confidence_threshold: float) -> EnsembleModel:
+def fit(config: EnsembleTrainConfig, dataset, ctx: TrainContext, confidence_threshold: float | str) -> EnsembleModel:
     """Each base model's and the vote's out-of-sample metrics, then the final VotingClassifier."""
     from sklearn.ensemble import VotingClassifier
 
@@ -66,7 +74,11 @@ def fit(config: EnsembleTrainConfig, dataset, ctx: TrainContext, confidence_thre
         per_model[name], oos[name] = walk_forward_report(
             getattr(config, name).build, dataset, columns, config.evaluation, config.labels.max_holding
         )
-    ensemble, reliability = evaluate_ensemble(dataset.y, oos, config, confidence_threshold)
+    sweep = threshold_sweep(dataset, ensemble_scores(oos, config)[0])
+    # an "auto" threshold is this version's own: what serving it would resolve to
+    threshold, _ = classifier_threshold(confidence_threshold, {"threshold_sweep": sweep}, side="all")
+    ensemble, reliability = evaluate_ensemble(dataset.y, oos, config, threshold)
+    ensemble["threshold_sweep"] = sweep
     ctx.progress(0.75, "fitting the ensemble on all data")
     estimator = VotingClassifier(config.estimators(), voting=config.voting, weights=config.weights, n_jobs=1)
     estimator.fit(dataset.X[columns].to_numpy(dtype=np.float32), dataset.y)

@@ -28,8 +28,13 @@ from kryptobot.models.forecast.schemas import (
     ForecastTrainConfig,
 )
 from kryptobot.models.forecast.training import train_forecasters
+from kryptobot.promotion import Verdict, judge_metadata
 from kryptobot.runtime import ModelRuntime, ModelVersion, TrainContext
 from kryptobot.settings import ForecastingSettings, load_settings_file
+
+#: promotion tolerance against the active version's test-block skill (1 - MSE / MSE of the
+#: naive forecast): a retrain within a point of skill of its predecessor may replace it
+SKILL_TOLERANCE = 0.01
 
 
 class ForecastRuntime(ModelRuntime):
@@ -54,6 +59,11 @@ class ForecastRuntime(ModelRuntime):
         defaults = load_settings_file(ForecastingSettings, ctx.settings.config_dir)
         ctx.progress(0.02, "loading data")
         return list(train_forecasters(ctx.load_bars(config.data), config, defaults, ctx.progress))
+
+    def promotion(self, candidate: dict, champion: dict | None) -> Verdict:
+        """Test-block skill against the naive last-value forecast (skill 0 by definition; a
+        negative skill never promotes) and the line's active version."""
+        return judge_metadata(candidate, champion, "skill", "metrics.skill", None, SKILL_TOLERANCE, baseline_value=0.0)
 
     def predict(self, models: Mapping[str, ModelVersion], instances: list[ForecastInstance],
                 options: ForecastPredictOptions | None = None) -> list[dict]:

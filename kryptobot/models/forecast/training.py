@@ -42,6 +42,7 @@ from kryptobot.models.forecast.model import (
 from kryptobot.models.forecast.schemas import ForecastTrainConfig
 from kryptobot.runtime import data_range_summary, iso_day
 from kryptobot.settings import ForecastingSettings
+from kryptobot.thresholds import FORECAST_GRID, FORECAST_NEVER, OBJECTIVE, sweep
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,23 @@ def evaluate(model: ForecastModel, pred: np.ndarray, test: Block, train: Block, 
     out["interval_coverage"] = levels
     out["coverage"] = {"nominal": coverage, "test_coverage": levels[coverage_key(coverage)]["test_coverage"]}
     out["direction"] = direction_metrics(model, pred, test, train)
+    out["confidence_sweep"] = confidence_sweep(model, pred, test)
     return out
+
+
+def confidence_sweep(model: ForecastModel, pred: np.ndarray, test: Block) -> dict:
+    """:func:`kryptobot.thresholds.sweep` of the calibrated direction confidence on the test
+    block: what a forecast counted as confident at each threshold got right, and the log
+    return of following its direction over the horizon."""
+    confidence = model.intervals(pred, test.sigma, COVERAGE_LEVELS[0]).confidence
+    followed = np.sign(pred[:, -1]) * test.y[:, -1]
+    result = sweep(confidence, followed, hits(pred[:, -1], test.y[:, -1]), FORECAST_GRID, fallback=FORECAST_NEVER)
+    return {
+        "score": "calibrated direction confidence; a forecast counts as confident when confidence >= threshold",
+        "return": "log return over the horizon in the forecast's direction (sign of the forecast times the realised return)",
+        "objective": OBJECTIVE,
+        **result,
+    }
 
 
 def direction_metrics(model: ForecastModel, pred: np.ndarray, test: Block, train: Block) -> dict:

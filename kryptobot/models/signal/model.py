@@ -41,6 +41,7 @@ class SignalModel(ModelVersion):
             "training_samples": self.info["data_range"]["samples"],
             "positive_outcomes": self.info["data_range"]["positive_outcomes"],
             "evaluation": m["evaluation"],
+            "threshold_sweep": m.get("threshold_sweep"),
         }
         (reports / "training_results.json").write_text(json.dumps(results, indent=2))
         plots.bar_chart(reports / "feature_importance.png", m["feature_importance"], "Feature importance (impurity)", "importance")
@@ -52,15 +53,10 @@ class SignalModel(ModelVersion):
     def load(cls, artifacts: Path, metadata: dict) -> "SignalModel":
         pipeline = json.loads((artifacts / "pipeline.json").read_text())
         model = cls(None, pipeline["features"], FeatureParams.from_dict(pipeline["feature_params"]), metadata)
+        # serving reads only the ONNX graph: forest.joblib (the original design's artifact)
+        # is written for users' own analysis and never unpickled here
         model._onnx = OnnxClassifier.load(artifacts / "forest.onnx")
-        model._forest_path = artifacts / "forest.joblib"
         return model
-
-    def sklearn_forest(self):
-        """The scikit-learn forest (for feature selection), loaded on demand."""
-        if self.forest is None:
-            self.forest = joblib.load(self._forest_path)
-        return self.forest
 
     def metadata(self) -> dict:
         return self.info

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from kryptobot.models.common.classifier import instances_to_matrix
+from kryptobot.models.common.classifier import classifier_verdict, instances_to_matrix
 from kryptobot.models.signal import selection, training
 from kryptobot.models.signal.model import SignalModel
 from kryptobot.models.signal.schemas import FeatureSelectionConfig, SignalPrediction, SignalTrainConfig
-from kryptobot.runtime import JobKind, ModelRuntime, ModelVersion, TrainContext
+from kryptobot.runtime import JobKind, ModelRuntime, ModelVersion, TrainContext, Verdict
 from kryptobot.schemas import ClassifierInstance
 
 
@@ -53,6 +53,9 @@ class SignalRuntime(ModelRuntime):
             {"symbol": inst.symbol, "probability": float(p), "side": inst.side, "features": u}
             for p, inst, u in zip(proba, instances, used)
         ]
+
+    def promotion(self, candidate: dict, champion: dict | None) -> Verdict:
+        return classifier_verdict(candidate, champion)
 
     @classmethod
     def predict_example(cls) -> dict:

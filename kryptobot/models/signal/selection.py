@@ -47,10 +47,8 @@ def run_feature_selection(config: FeatureSelectionConfig, ctx: TrainContext) -> 
     )
     ctx.progress(0.05, "loading data")
     dataset = load_meta_dataset(ctx, config.data, train_config.labels)
-    forest = current.sklearn_forest()
-    importance = {
-        c: float(v) for c, v in zip(model_columns(current.features), forest.feature_importances_) if c != SIDE_COLUMN
-    }
+    # the importances the version stored when it was trained: no need to unpickle its forest
+    importance = {c: float(v) for c, v in current.info["metrics"]["feature_importance"].items() if c != SIDE_COLUMN}
     ranked = sorted(importance, key=importance.get, reverse=True)
     candidates: dict[str, list[str]] = {"current": list(current.features)}
     above = [f for f in ranked if importance[f] >= config.importance_threshold]

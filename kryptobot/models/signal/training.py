@@ -10,6 +10,7 @@ from kryptobot.models.common.classifier import (
     data_range,
     load_meta_dataset,
     model_columns,
+    threshold_sweep,
     walk_forward_report,
 )
 from kryptobot.models.signal.model import SignalModel
@@ -42,7 +43,8 @@ def fit(config: SignalTrainConfig, dataset, features: list[str], ctx: TrainConte
         },
         "features": features,
         "data_range": data_range(dataset),
-        "metrics": {**metrics, "feature_importance": importance, "confusion_matrix": matrix},
+        "metrics": {**metrics, "feature_importance": importance, "confusion_matrix": matrix,
+                    "threshold_sweep": threshold_sweep(dataset, oos)},
         **(extra or {}),
     }
     return SignalModel(forest, features, FeatureParams(), info)

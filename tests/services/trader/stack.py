@@ -6,14 +6,17 @@ import httpx
 from tests.live import wait_for_job
 
 TRAINING_DATA = {"source": "synthetic", "symbols": ["SYNA", "SYNB"], "start": "2017-01-01", "end": "2021-12-31"}
+#: tiny models need not beat the naive baselines: the trader's tests need them serving
+_ACTIVE = {"activate": True}
 TINY = {
-    "signal": {"data": TRAINING_DATA, "model": {"n_estimators": 30, "max_depth": 4}, "evaluation": {"n_splits": 2}},
+    "signal": {**_ACTIVE, "data": TRAINING_DATA, "model": {"n_estimators": 30, "max_depth": 4}, "evaluation": {"n_splits": 2}},
     "ensemble": {
-        "data": TRAINING_DATA, "random_forest": {"n_estimators": 20}, "gradient_boosting": {"n_estimators": 20},
+        **_ACTIVE, "data": TRAINING_DATA, "random_forest": {"n_estimators": 20}, "gradient_boosting": {"n_estimators": 20},
         "ada_boost": {"n_estimators": 20}, "evaluation": {"n_splits": 2},
     },
-    "anomaly": {"data": TRAINING_DATA, "epochs": 2, "batch_size": 64, "window": 20},
-    "forecast": {"data": TRAINING_DATA, "model_types": ["gru"], "sequence_length": 30, "forecast_horizon": 5, "epochs": 2, "units": 16},
+    "anomaly": {**_ACTIVE, "data": TRAINING_DATA, "epochs": 2, "batch_size": 64, "window": 20},
+    "forecast": {**_ACTIVE, "data": TRAINING_DATA, "model_types": ["gru"], "sequence_length": 30, "forecast_horizon": 5,
+                 "epochs": 2, "units": 16},
 }
 
 
