@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _pyplot():
@@ -82,6 +85,42 @@ def lines(path: Path, series: Mapping[str, Sequence[float]], title: str, xlabel:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend()
+    return _save(fig, path)
+
+
+def equity_curves(path: Path, curves: Mapping[str, pd.Series], title: str, markers: Sequence = (), marker_label: str = "",
+                  notes: Mapping[str, str] | None = None, reference: str = "technical") -> Path:
+    """Backtest equity curves: every mode together (log scale, ``buy_and_hold`` dashed
+    black), then one panel per mode on its own scale with its drawdowns shaded and, for the
+    other modes, ``reference`` dashed for comparison; ``notes`` titles each panel, dotted
+    vertical lines mark ``markers`` (e.g. the walk-forward's retraining days)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(curves) + 1, 1, figsize=(10, 2.8 + 1.8 * len(curves)), sharex=True,
+                             gridspec_kw={"height_ratios": [2.2] + [1.0] * len(curves)})
+    scaled = {name: np.asarray(curve, dtype=float) / float(np.asarray(curve, dtype=float)[0]) for name, curve in curves.items()}
+    x = {name: curve.index for name, curve in curves.items()}
+    colors = {name: "black" if name == "buy_and_hold" else f"C{k}" for k, name in enumerate(scaled)}
+    overview = axes[0]
+    for name, values in scaled.items():
+        dashes = "--" if name == "buy_and_hold" else "-"
+        overview.plot(x[name], values, color=colors[name], linestyle=dashes, linewidth=1.1, label=f"{name} ({values[-1] - 1:+.1%})")
+    overview.set_yscale("log")
+    overview.axhline(1.0, color="grey", linewidth=0.6)
+    overview.set_title(title)
+    overview.set_ylabel("equity (start = 1, log)")
+    overview.legend(fontsize=8, loc="upper left")
+    for ax, (name, values) in zip(axes[1:], scaled.items()):
+        if reference in scaled and name not in (reference, "buy_and_hold"):
+            ax.plot(x[reference], scaled[reference], color="grey", linestyle="--", linewidth=0.9, label=reference)
+            ax.legend(fontsize=7, loc="upper left")
+        ax.plot(x[name], values, color=colors[name], linewidth=1.1)
+        ax.fill_between(x[name], values, np.maximum.accumulate(values), color="red", alpha=0.2, linewidth=0)
+        ax.set_title(f"{name}: {notes[name]}" if notes and name in notes else name, fontsize=9, loc="left")
+    for i, when in enumerate(markers):
+        for ax in axes:
+            ax.axvline(when, color="grey", linestyle=":", linewidth=0.8, label=marker_label if i == 0 and ax is overview and marker_label else None)
+    if markers and marker_label:
+        overview.legend(fontsize=8, loc="upper left")
     return _save(fig, path)
 
 

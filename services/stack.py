@@ -104,6 +104,7 @@ class StackConfig:
         env.setdefault("KRYPTOBOT_MODELS_DIR", str(self.var_dir / "models"))
         env.setdefault("KRYPTOBOT_LEDGER_PATH", str(self.var_dir / "trader" / "ledger.sqlite"))
         env.setdefault("KRYPTOBOT_REPORTS_DIR", str(self.var_dir / "trader" / "reports"))
+        env.setdefault("KRYPTOBOT_MARKET_DATA_DIR", str(self.var_dir / "market-data"))
         # The children always write to our pipe, so their own "auto" would always pick JSON;
         # what counts is where *our* output goes: a person's terminal, or a log collector.
         env["KRYPTOBOT_LOG_FORMAT"] = (env.get("KRYPTOBOT_LOG_FORMAT") or "auto").strip().lower()

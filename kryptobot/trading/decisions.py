@@ -23,9 +23,18 @@ sets a stop and a target ``stop_loss_atr`` / ``take_profit_atr`` ATRs from its p
 the barriers the signal models' labels are defined by, so a model's "this signal
 succeeds" is a statement about the trade the rules make.
 
-Exits, in order, checked at each close: stop, target, time limit (``max_holding_bars``),
-a technical sell (``exit_on_sell_signal``), a confident forecast of a fall of at least
-``min_trend_strength`` (``use_for_exit``).
+Exits, in order: the stop and the target, touched inside the bar (its low / high,
+:func:`barrier_hit`, the rule of the labels' :func:`kryptobot.labels.triple_barrier`), the
+time limit (``max_holding_bars`` bars after the entry's decision bar, at that bar's close,
+as the labels' time limit), a technical sell (``exit_on_sell_signal``), a confident
+forecast of a fall of at least ``min_trend_strength`` (``use_for_exit``).
+
+Fills. An exit known during the bar carries its ``fill_price`` (before slippage): a
+barrier at its price, or at the open when the bar gapped through it; the time limit at
+the close (a market-on-close order: the limit is known before the bar). Every other
+order is decided at the close and has no fill price: the backtest fills it at the next
+bar's open (the next open is the first price after the decision); the live paper broker
+fills it at the decision close, the last price a cycle sees.
 """
 from __future__ import annotations
 
@@ -94,7 +103,43 @@ class Holding:
     entry_price: float
     stop: float | None = None
     target: float | None = None
-    bars_held: int = 0  # bars closed since the entry bar
+    bars_held: int = 0  # bars closed since the bar the entry was decided on (the labels' t0)
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One bar's prices, as the exit rules need them."""
+
+    open: float
+    high: float
+    low: float
+    close: float
+
+    @classmethod
+    def at(cls, price: float) -> "Bar":
+        """A bar of which only one price is known (its close): barriers are checked on it alone."""
+        return cls(price, price, price, price)
+
+
+@dataclass(frozen=True)
+class BarrierHit:
+    rule: Literal["stop_loss", "take_profit"]
+    price: float  # the fill before slippage: the barrier, or the open when the bar gapped through it
+
+
+def barrier_hit(stop: float | None, target: float | None, bar: Bar) -> BarrierHit | None:
+    """The barrier of a long position the bar touched, and its fill; None when neither was.
+
+    As the labels (:func:`kryptobot.labels.triple_barrier`): the stop is touched when the
+    low reaches it and fills at ``min(open, stop)``, the target when the high reaches it
+    and fills at ``max(open, target)``; when both are inside one bar the stop wins (from
+    a bar alone the order inside it is unknown: the conservative answer).
+    """
+    if stop is not None and bar.low <= stop:
+        return BarrierHit("stop_loss", min(bar.open, stop))
+    if target is not None and bar.high >= target:
+        return BarrierHit("take_profit", max(bar.open, target))
+    return None
 
 
 @dataclass
@@ -110,6 +155,7 @@ class Decision:
     degraded: bool = False
     unavailable: list[str] = field(default_factory=list)
     outputs: dict = field(default_factory=dict)
+    fill_price: float | None = None  # an exit filled during the bar (barrier) or at its close (time limit)
 
 
 MAX_TREND_FACTOR = 2.0
@@ -134,10 +180,13 @@ def decide(
     outputs: ModelOutputs,
     config: TraderConfig,
     layers: Layers,
+    bar: Bar | None = None,
 ) -> Decision:
     """One symbol at one close: buy (size, stop, target), sell, hold or skip, and every rule that fired.
 
-    ``price``: the close; ``atr``: the ATR (price units) at that close, for an entry's barriers.
+    ``price``: the close; ``atr``: the ATR (price units) at that close, for an entry's
+    barriers; ``bar``: the decided bar's prices, for a position's barriers (None: only the
+    close is known, and the barriers are checked on it).
     """
     decision = Decision(symbol, "hold", technical, price, outputs={k: v for k, v in vars(outputs).items() if k != "unavailable"})
     missing = [n for n in layers.enabled() if n in outputs.unavailable]
@@ -149,7 +198,7 @@ def decide(
         and outputs.forecast_confidence >= fc.confidence_threshold
     )
     if holding is not None:
-        exit_rule = _exit_rule(technical, holding, price, config)
+        exit_rule, decision.fill_price = _exit_rule(technical, holding, bar or Bar.at(price), config)
         if exit_rule is None and confident_forecast and fc.use_for_exit and outputs.forecast_trend <= -fc.min_trend_strength:
             exit_rule = "forecast_contradicts_position"
         decision.action = "sell" if exit_rule else "hold"
@@ -221,17 +270,17 @@ def barriers(price: float, atr: float | None, config: TraderConfig) -> tuple[flo
     return stop, target
 
 
-def _exit_rule(technical: str, holding: Holding, price: float, config: TraderConfig) -> str | None:
+def _exit_rule(technical: str, holding: Holding, bar: Bar, config: TraderConfig) -> tuple[str | None, float | None]:
+    """The first exit rule that fires, and its fill price when it is known at the decision."""
     st = config.trader.strategy
-    if holding.stop is not None and price <= holding.stop:
-        return "stop_loss"
-    if holding.target is not None and price >= holding.target:
-        return "take_profit"
+    hit = barrier_hit(holding.stop, holding.target, bar)
+    if hit is not None:
+        return hit.rule, hit.price
     if st.max_holding_bars and holding.bars_held >= st.max_holding_bars:
-        return "time_limit"
+        return "time_limit", bar.close
     if technical == "sell" and st.exit_on_sell_signal:
-        return "technical_sell"
-    return None
+        return "technical_sell", None
+    return None, None
 
 
 def _veto(decision: Decision, rule: str) -> Decision:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 
 from kryptobot.data.base import Symbol
+from kryptobot.data.timeframes import Timeframe
 from kryptobot.features import FeatureParams
 from kryptobot.labels import PRIMARY_RULES, LabelParams
 from kryptobot.settings import (
@@ -118,6 +119,7 @@ class TraderSettings(FileSettings):
 
     watchlist: list[Symbol] = Field(default_factory=lambda: ["SPY", "QQQ", "AAPL", "MSFT", "AMZN", "GOOGL", "META", "TSLA"], min_length=1, max_length=100)
     data_source: Literal["synthetic", "csv", "sample", "local"] = "synthetic"
+    timeframe: Timeframe = Field("1d", description="bar length the trader decides on (its models must be trained on it)")
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     history_bars: int = Field(400, ge=200, le=5000, description="bars loaded per symbol each cycle")
     initial_cash: float = Field(100_000.0, gt=0)

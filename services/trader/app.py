@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager, suppress
+import logging
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
@@ -14,21 +15,34 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kryptobot.data.base import UniqueSymbols
-from kryptobot.errors import InvalidInput, NotFound
+from kryptobot.errors import InvalidInput, KryptoError, NotFound
 from kryptobot.store import REPORT_NAME_RE
 from kryptobot.trading.backtest import BacktestRequest, write_reports
-from kryptobot.trading.broker import PaperBroker
+from kryptobot.trading.broker import Broker, open_broker
 from kryptobot.trading.decisions import LAYERS, Layers
 from kryptobot.trading.settings import TraderConfig
 from services.framework.base import create_base_app
 from services.framework.observability import Metrics, configure_logging
+from services.framework.openapi import error_responses
 from services.table import MODEL_SERVICES
-from services.trader.backtest import BACKTEST_TIMEOUT_SECONDS, run_backtest
+from services.trader.backtest import BACKTEST_TIMEOUT_SECONDS, run_backtest, walk_forward
 from services.trader.cache import ForecastCache
 from services.trader.clients import CircuitBreaker, ModelClient
+from services.trader.dashboard import install_dashboard
 from services.trader.engine import Engine
-from services.trader.scheduler import run_every
+from services.trader.scheduler import build_scheduler
+from services.trader.schemas import (
+    BacktestReport,
+    CycleResult,
+    Order,
+    Portfolio,
+    Position,
+    StoredDecision,
+    TraderReadiness,
+)
 from services.trader.settings import TraderEnv
+
+log = logging.getLogger("kryptobot.trader")
 
 DESCRIPTION = "Technical signals checked, sized and vetoed by the ML services; paper trading with a durable ledger; backtests."
 
@@ -41,7 +55,7 @@ class TraderState:
     clients: dict[str, ModelClient]
     backtest_clients: dict[str, ModelClient]
     cache: ForecastCache
-    broker: PaperBroker
+    broker: Broker
     metrics: Metrics
     cycle_lock: asyncio.Lock
 
@@ -84,28 +98,33 @@ def create_app(env: TraderEnv | None = None) -> FastAPI:
         # be retried nor open the live circuits when one of them times out
         backtest_clients = {n: ModelClient(n, urls[n], http, BACKTEST_TIMEOUT_SECONDS, 0, CircuitBreaker()) for n in MODEL_SERVICES}
         cache = ForecastCache(env.redis_url, config.forecasting.update_frequency, env.cache_prefix, registry=metrics.registry)
-        broker = PaperBroker(env.ledger_path, t.initial_cash, t.commission, t.slippage)
+        broker = open_broker(t, env.ledger_path, **env.exchange_credentials(), ccxt_config=env.ccxt_config)
+        try:  # a live broker settles what a crash left unknown before anything else
+            await asyncio.to_thread(broker.sync, {})
+        except KryptoError as exc:
+            log.warning("broker sync at start-up failed (each cycle syncs first): %s", exc)
         state = TraderState(env, config, Engine(config, env, clients, cache, broker), clients, backtest_clients, cache, broker, metrics, asyncio.Lock())
         app.state.trader = state
-        scheduler = None
-        if t.schedule_minutes > 0:
-            scheduler = asyncio.create_task(run_every(t.schedule_minutes, state.engine.cycle, state.cycle_lock))
+        # cycles every schedule_minutes and the layers' retraining rules (None: neither is set)
+        scheduler = build_scheduler(config, urls, state.engine.cycle, state.cycle_lock, http, env.api_key)
+        if scheduler:
+            scheduler.start()
         yield
         if scheduler:
-            scheduler.cancel()
-            with suppress(asyncio.CancelledError):
-                await scheduler
+            scheduler.shutdown(wait=False)
         await http.aclose()
         await cache.close()
         broker.close()
 
     app = create_base_app("trader", "KryptoBot trader", DESCRIPTION, env, lifespan)
     _routes(app)
+    install_dashboard(app)
     return app
 
 
 def _routes(app: FastAPI) -> None:
-    @app.get("/health/ready", tags=["health"], summary="200 when the ledger is open; reports each dependency")
+    @app.get("/health/ready", tags=["health"], summary="200 when the ledger is open; reports each dependency",
+             response_model=TraderReadiness)
     async def ready(state: State):
         return {
             "status": "ready",
@@ -113,35 +132,44 @@ def _routes(app: FastAPI) -> None:
             "services": {n: c.breaker.state for n, c in state.clients.items()},
         }
 
-    @app.post("/cycle", tags=["trading"], summary="Run one decision cycle for the watchlist now")
+    @app.post("/cycle", tags=["trading"], summary="Run one decision cycle for the watchlist now",
+              response_model=CycleResult, response_model_exclude_unset=True, responses=error_responses(404, 503))
     async def cycle(body: CycleRequest, request: Request, state: State):
         layers = None if body.layers is None else Layers.only(*body.layers)
         async with state.cycle_lock:  # one cycle at a time: orders of a bar are decided once
             return await state.engine.cycle(body.as_of, body.symbols, layers, request.state.request_id)
 
-    @app.get("/decisions", tags=["trading"])
+    @app.get("/decisions", tags=["trading"], summary="The latest decisions, newest first",
+             response_model=list[StoredDecision], response_model_exclude_unset=True)
     async def decisions(state: State, limit: Annotated[int, Query(ge=1, le=1000)] = 100):
         return state.broker.decisions(limit)
 
-    @app.get("/orders", tags=["trading"])
+    @app.get("/orders", tags=["trading"], summary="The latest orders, newest first", response_model=list[Order])
     async def orders(state: State, limit: Annotated[int, Query(ge=1, le=1000)] = 100):
         return state.broker.orders(limit)
 
-    @app.get("/positions", tags=["trading"])
+    @app.get("/positions", tags=["trading"], summary="Open positions by symbol", response_model=dict[str, Position])
     async def positions(state: State):
         return state.broker.positions()
 
-    @app.get("/portfolio", tags=["trading"])
+    @app.get("/portfolio", tags=["trading"], summary="Cash, market value, equity and return", response_model=Portfolio)
     async def portfolio(state: State):
         return state.broker.portfolio()
 
-    @app.post("/backtest", tags=["backtest"], summary="Replay the rules over history for each mode vs buy-and-hold")
+    @app.post("/backtest", tags=["backtest"], summary="Replay the rules over history for each mode vs buy-and-hold "
+                                                      "(the active models, or walk-forward: retrained before each fold)",
+              response_model=BacktestReport, responses=error_responses(404))
     async def backtest(body: BacktestRequest, request: Request, state: State):
-        report = await run_backtest(body, state.config, state.backtest_clients, state.env.csv_dir, state.env.max_batch, request.state.request_id)
+        if body.walk_forward is not None:  # trains in this process's worker processes: minutes, off the event loop
+            report = await asyncio.to_thread(walk_forward, body, state.config, state.env, None, state.env.max_batch)
+        else:
+            report = await run_backtest(body, state.config, state.backtest_clients, state.env.csv_dir, state.env.max_batch,
+                                        request.state.request_id, market_data_dir=state.env.market_data_dir)
         names = await asyncio.to_thread(write_reports, report, state.env.reports_dir)
         return JSONResponse({**report, "reports": names})
 
-    @app.get("/reports/{name}", tags=["backtest"], summary="backtest_report.json or equity_curve.png (latest, or by id)")
+    @app.get("/reports/{name}", tags=["backtest"], summary="backtest_report.json or equity_curve.png (latest, or by id)",
+             response_class=FileResponse, responses={200: {"content": {"image/png": {}, "application/json": {}}}})
     async def reports(name: Annotated[str, PathParam(description="a name listed by POST /backtest", examples=["backtest_report.json"])],
                       state: State):
         if not REPORT_NAME_RE.match(name):

@@ -1,7 +1,9 @@
 """One live decision cycle: market data -> technical signals -> model services -> rules -> orders.
 
 Symbols are processed concurrently; each asks only the services its decision can use
-(entry candidates: signal, ensemble, anomaly; every symbol: the cached forecast).
+(entry candidates: signal, ensemble, anomaly; every symbol: the cached forecast). Before
+deciding, a cycle reads the active versions it needs (:mod:`.active_models`): thresholds
+set to "auto" become numbers (:mod:`.thresholds`), and an expired version is not asked.
 """
 from __future__ import annotations
 
@@ -10,20 +12,23 @@ import json
 import logging
 import uuid
 from dataclasses import asdict, dataclass
+from typing import Mapping
 
 from pydantic import ValidationError
 
 from kryptobot.data import get_provider
 from kryptobot.errors import KryptoError, ServiceUnavailable
 from kryptobot.models.forecast.schemas import ForecastPath
-from kryptobot.trading.broker import PaperBroker
+from kryptobot.trading.broker import Broker
 from kryptobot.trading.decisions import Decision, Holding, Layers, ModelOutputs, buy_quantity, decide, outputs_from
 from kryptobot.trading.market import MODEL_BARS, SymbolView, view
 from kryptobot.trading.settings import TraderConfig
-from services.trader import wire
+from services.framework.schemas import ModelInfo
+from services.trader import active_models, wire
 from services.trader.cache import ForecastCache
 from services.trader.clients import ModelClient
 from services.trader.settings import TraderEnv
+from services.trader.thresholds import numbers, resolve_thresholds
 
 log = logging.getLogger("kryptobot.trader.insight")
 
@@ -36,13 +41,13 @@ class ForecastModels:
 
 
 class Engine:
-    def __init__(self, config: TraderConfig, env: TraderEnv, clients: dict[str, ModelClient], cache: ForecastCache, broker: PaperBroker):
+    def __init__(self, config: TraderConfig, env: TraderEnv, clients: dict[str, ModelClient], cache: ForecastCache, broker: Broker):
         self.config = config
         self.env = env
         self.clients = clients
         self.cache = cache
         self.broker = broker
-        self.provider = get_provider(config.trader.data_source, csv_dir=env.csv_dir)
+        self.provider = get_provider(config.trader.data_source, csv_dir=env.csv_dir, market_data_dir=env.market_data_dir)
 
     async def cycle(self, as_of=None, symbols: list[str] | None = None, layers: Layers | None = None, request_id: str | None = None) -> dict:
         cycle_id = request_id or uuid.uuid4().hex[:16]
@@ -50,9 +55,17 @@ class Engine:
         symbols = symbols or self.config.trader.watchlist
         loaded = await asyncio.gather(*(asyncio.to_thread(self._view, s, as_of) for s in symbols), return_exceptions=True)
         views, unreadable = _split_views(symbols, loaded)
-        forecast_models = await self._forecast_models(layers, cycle_id)
+        active = await active_models.fetch(self.clients, active_models.needed(self.config, layers), cycle_id)
+        config, thresholds = resolve_thresholds(self.config, active)  # the rules see numbers, never "auto"
+        forecast_models = self._forecast_models(active.get("forecast"))
+        # the venue's word first (orders whose outcome is unknown, cash, holdings): a live
+        # broker that cannot say what the account holds stops the cycle before any order
+        await asyncio.to_thread(self.broker.sync, {v.symbol: v.last_close for v in views})
         held = self.broker.positions()
-        outputs = await asyncio.gather(*(self._ask(v, v.symbol in held, layers, forecast_models, cycle_id) for v in views))
+        wanted = {v.symbol: _wanted(v, v.symbol in held, layers) for v in views}
+        stale = {v.symbol: {n: why for n, why in active_models.expired(config, active, v.last_timestamp).items() if n in wanted[v.symbol]}
+                 for v in views}
+        outputs = await asyncio.gather(*(self._ask(v, wanted[v.symbol], forecast_models, cycle_id, stale[v.symbol]) for v in views))
         await asyncio.to_thread(self.broker.mark, {v.symbol: v.last_close for v in views if v.symbol in held})
         decisions, orders = [], []
         for symbol, error in unreadable.items():  # one symbol without data must not stop the others
@@ -62,8 +75,12 @@ class Engine:
             log_insight(body, cycle_id)
             decisions.append(body)
         for v, out in zip(views, outputs):
-            decision = decide(v.symbol, v.technical, _holding(held.get(v.symbol), v), v.last_close, v.atr, out, self.config, layers)
-            body = {**asdict(decision), "last_bar": v.last_timestamp.isoformat(), "layers": layers.enabled()}
+            decision = decide(v.symbol, v.technical, _holding(held.get(v.symbol), v), v.last_close, v.atr, out, config, layers)
+            decision.rules.extend(f"model_expired:{n}" for n in stale[v.symbol])
+            body = {**asdict(decision), "last_bar": v.last_timestamp.isoformat(), "layers": layers.enabled(),
+                    "thresholds": numbers(thresholds)}
+            if stale[v.symbol]:
+                body["expired"] = stale[v.symbol]
             order = await asyncio.to_thread(self._execute, body, v)
             if order is not None:
                 body["order"] = order
@@ -71,13 +88,14 @@ class Engine:
             await asyncio.to_thread(self.broker.record_decision, cycle_id, body)
             log_insight(body, cycle_id)
             decisions.append(body)
-        return {"cycle_id": cycle_id, "decisions": decisions, "orders": orders, "degraded": any(d["degraded"] for d in decisions)}
+        return {"cycle_id": cycle_id, "decisions": decisions, "orders": orders, "degraded": any(d["degraded"] for d in decisions),
+                "thresholds": thresholds}
 
     def _view(self, symbol: str, as_of) -> SymbolView:
         return view(self.provider, symbol, self.config.trader.history_bars, self.config.trader.strategy, as_of)
 
     def _execute(self, decision: dict, v: SymbolView) -> dict | None:
-        """Turn a buy/sell decision into an idempotent paper order: at most one per symbol and bar.
+        """Turn a buy/sell decision into an idempotent order: at most one per symbol and bar.
 
         A bar is decided once, as in the backtest: a cycle run again on the same bar (the
         scheduler, a retried request) must not re-enter a position it just exited, nor
@@ -106,13 +124,9 @@ class Engine:
             return None
         return asdict(fill)
 
-    async def _forecast_models(self, layers: Layers, request_id: str) -> ForecastModels | None:
-        """The forecast service's active models (one GET /model per cycle), for the cache key."""
-        if not layers.forecast:
-            return None
-        try:
-            models = (await self.clients["forecast"].model(request_id)).models
-        except KryptoError:
+    def _forecast_models(self, models: list[ModelInfo] | None) -> ForecastModels | None:
+        """The forecast service's active models (its GET /model of this cycle), for the cache key."""
+        if not models:
             return None
         params = [m.params or {} for m in models]
         return ForecastModels(
@@ -121,19 +135,18 @@ class Engine:
             bars=max([MODEL_BARS] + [p.get("sequence_length", 0) + 1 for p in params]),
         )
 
-    async def _ask(self, v: SymbolView, holding: bool, layers: Layers, forecast: ForecastModels | None, request_id: str) -> ModelOutputs:
-        entry = v.technical == "buy" and not holding
-        calls = {}
-        if entry and layers.signal:
-            calls["signal"] = self._classifier("signal", v, request_id)
-        if entry and layers.ensemble:
-            calls["ensemble"] = self._classifier("ensemble", v, request_id)
-        if entry and layers.anomaly:
-            calls["anomaly"] = self._anomaly(v, request_id)
-        if layers.forecast:
-            calls["forecast"] = self._forecast(v, forecast, request_id)
+    async def _ask(self, v: SymbolView, wanted: list[str], forecast: ForecastModels | None, request_id: str,
+                   expired: Mapping[str, str]) -> ModelOutputs:
+        """The ``wanted`` layers' answers; an ``expired`` layer is not asked, it is unavailable."""
+        ask = {
+            "signal": lambda: self._classifier("signal", v, request_id),
+            "ensemble": lambda: self._classifier("ensemble", v, request_id),
+            "anomaly": lambda: self._anomaly(v, request_id),
+            "forecast": lambda: self._forecast(v, forecast, request_id),
+        }
+        calls = {name: ask[name]() for name in wanted if name not in expired}
         results = await asyncio.gather(*calls.values(), return_exceptions=True)
-        values, unavailable = {}, []
+        values, unavailable = {}, [name for name in wanted if name in expired]
         for name, result in zip(calls, results):
             if isinstance(result, Exception):
                 if not isinstance(result, KryptoError):
@@ -172,6 +185,12 @@ class Engine:
         except ValidationError as exc:
             raise ServiceUnavailable(f"cached forecast for {v.symbol} is malformed: {exc.error_count()} error(s)",
                                      field="forecast") from exc
+
+
+def _wanted(v: SymbolView, holding: bool, layers: Layers) -> list[str]:
+    """The layers a decision on ``v`` can use: all of them for an entry candidate, else the forecast."""
+    entry = v.technical == "buy" and not holding
+    return [name for name in layers.enabled() if entry or name == "forecast"]
 
 
 def _split_views(symbols: list[str], loaded: list) -> tuple[list[SymbolView], dict[str, KryptoError]]:

@@ -1,16 +1,20 @@
-"""The backtest's replay, without services: same rules and same signals as a live cycle."""
+"""The backtest's replay, without services: same rules and same signals as a live cycle.
+
+Hand-computed fills are in ``test_fills.py``.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from kryptobot.data import get_provider
 from kryptobot.features import FeatureParams
-from kryptobot.trading.backtest import MODES, _simulate
+from kryptobot.trading.backtest import MODES, Tape, _outputs, _simulate, replay
 from kryptobot.trading.backtest import symbol_history
-from kryptobot.trading.decisions import ModelOutputs
+from kryptobot.trading.decisions import Bar, ModelOutputs, decide
 from kryptobot.trading.market import view
 from kryptobot.trading.settings import TraderConfig
 
@@ -69,3 +73,55 @@ def test_model_output_summary_counts_traded_days_only():
     h.outputs = {day: {"anomaly": ModelOutputs(anomaly=i % 2 == 0, anomaly_score=1.0)} for i, day in enumerate(h.window["timestamp"])}
     summary = output_summary({"SPY": h})
     assert summary["anomaly"]["answers"] == len(h.bars) < len(h.window)
+
+
+def _random_outputs(histories, seed: int = 0) -> None:
+    """Answers of every kind on the traded days, some missing (a service that did not answer)."""
+    rng = np.random.default_rng(seed)
+    for h in histories.values():
+        h.outputs = {}
+        for day, side in zip(h.bars["timestamp"], h.signals["side"]):
+            o = {}
+            if rng.random() < 0.9:
+                o["forecast"] = ModelOutputs(forecast_trend=float(rng.normal(0, 0.03)), forecast_confidence=float(rng.random()))
+            if rng.random() < 0.9:
+                o["anomaly"] = ModelOutputs(anomaly=bool(rng.random() < 0.1), anomaly_score=1.0)
+            if side == "buy" and rng.random() < 0.9:
+                o["signal"] = ModelOutputs(signal_probability=float(rng.uniform(0.4, 0.9)))
+                o["ensemble"] = ModelOutputs(ensemble_score=float(rng.uniform(0.4, 0.9)))
+            h.outputs[day] = o
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_the_replays_one_shortcut_is_what_decide_says(histories, mode):
+    """The replay skips decide() for a flat symbol without a technical buy; on every such bar
+    of the market, with answers of every kind and missing ones, decide() holds, places no
+    order and is degraded exactly when the shortcut counts it so."""
+    _random_outputs(histories)
+    layers = MODES[mode]
+    tape = Tape.of(histories, {s: h.bars for s, h in histories.items()})
+    checked = 0
+    for symbol, h in histories.items():
+        o, hi, lo, c = tape.prices[symbol]
+        for i, side in enumerate(tape.sides[symbol]):
+            if side == "buy":
+                continue
+            d = decide(symbol, side, None, c[i], tape.atrs[symbol][i], _outputs(tape.outputs[symbol][i], layers, side, False),
+                       CONFIG, layers, Bar(o[i], hi[i], lo[i], c[i]))
+            assert d.action == "hold" and d.rules == ["no_entry_signal"] and d.fill_price is None
+            assert d.degraded == bool(layers.forecast and tape.no_forecast[symbol][i])
+            checked += 1
+    assert checked > 1000
+
+
+def test_results_are_annualised_by_the_markets_calendar(histories):
+    _random_outputs(histories, seed=1)
+    traded = {s: h.bars for s, h in histories.items()}
+    stocks = replay(histories, traded, CONFIG, ["technical", "all"], 100_000).results()
+    crypto = replay(histories, traded, CONFIG, ["technical", "all"], 100_000, periods_per_year=365).results()
+    for mode in ("technical", "all", "buy_and_hold"):
+        assert stocks[mode]["total_return"] == crypto[mode]["total_return"]
+        assert crypto[mode]["sharpe"] == pytest.approx(stocks[mode]["sharpe"] * np.sqrt(365 / 252))
+        assert set(stocks[mode]["monthly_returns"]) >= {"2022-01", "2023-12"}
+    assert {"sortino", "calmar", "max_drawdown_duration_bars", "profit_factor", "excess_return_vs_buy_and_hold"} <= set(stocks["all"])
+    assert stocks["all"]["vs_technical"]["verdict"] in ("better", "worse", "no evidence")
