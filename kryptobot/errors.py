@@ -48,6 +48,12 @@ class Conflict(KryptoError):
     status_code = 409
 
 
+class Busy(KryptoError):
+    """The service is doing as much of this as it allows at once; try again later."""
+
+    status_code = 429
+
+
 class Unauthorized(KryptoError):
     status_code = 401
 

@@ -49,8 +49,16 @@ class SymbolView:
         return int((self.bars["timestamp"] > pd.Timestamp(timestamp)).sum())
 
 
-def view(provider: MarketDataProvider, symbol: str, history_bars: int, strategy: StrategySettings, as_of=None) -> SymbolView:
-    bars = provider.get_bars(symbol, end=as_of).tail(history_bars).reset_index(drop=True)
+def bar_id(timestamp) -> str:
+    """A bar's name in order ids (``symbol:bar``): its day for daily bars, its time otherwise,
+    so each intraday bar is traded once, not each day."""
+    ts = pd.Timestamp(timestamp)
+    return ts.date().isoformat() if ts == ts.normalize() else ts.isoformat()
+
+
+def view(provider: MarketDataProvider, symbol: str, history_bars: int, strategy: StrategySettings, as_of=None,
+         timeframe: str = "1d") -> SymbolView:
+    bars = provider.get_bars(symbol, end=as_of, timeframe=timeframe).tail(history_bars).reset_index(drop=True)
     if len(bars) < MODEL_BARS:
         raise InvalidInput(f"{symbol} has {len(bars)} bars up to {as_of or 'now'}; a decision needs {MODEL_BARS}", field="as_of")
     signals = strategy_signals(bars, strategy)

@@ -119,6 +119,9 @@ class TraderSettings(FileSettings):
 
     watchlist: list[Symbol] = Field(default_factory=lambda: ["SPY", "QQQ", "AAPL", "MSFT", "AMZN", "GOOGL", "META", "TSLA"], min_length=1, max_length=100)
     data_source: Literal["synthetic", "csv", "sample", "local"] = "synthetic"
+    replay_past: bool = Field(
+        False, description="allow cycles with as_of before the ledger's last traded bar (a paper ledger walked through "
+        "history on purpose, e.g. a demo or a test); off, such a cycle is refused: the past is a backtest's")
     timeframe: Timeframe = Field("1d", description="bar length the trader decides on (its models must be trained on it)")
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     history_bars: int = Field(400, ge=200, le=5000, description="bars loaded per symbol each cycle")

@@ -15,12 +15,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kryptobot.data.base import UniqueSymbols
-from kryptobot.errors import InvalidInput, KryptoError, NotFound
+from kryptobot.errors import Busy, InvalidInput, KryptoError, NotFound
 from kryptobot.store import REPORT_NAME_RE
 from kryptobot.trading.backtest import BacktestRequest, write_reports
 from kryptobot.trading.broker import Broker, open_broker
 from kryptobot.trading.decisions import LAYERS, Layers
 from kryptobot.trading.settings import TraderConfig
+from services.framework.auth import ApiKey
 from services.framework.base import create_base_app
 from services.framework.observability import Metrics, configure_logging
 from services.framework.openapi import error_responses
@@ -58,6 +59,7 @@ class TraderState:
     broker: Broker
     metrics: Metrics
     cycle_lock: asyncio.Lock
+    backtests: asyncio.Semaphore
 
 
 def get_state(request: Request) -> TraderState:
@@ -103,7 +105,8 @@ def create_app(env: TraderEnv | None = None) -> FastAPI:
             await asyncio.to_thread(broker.sync, {})
         except KryptoError as exc:
             log.warning("broker sync at start-up failed (each cycle syncs first): %s", exc)
-        state = TraderState(env, config, Engine(config, env, clients, cache, broker), clients, backtest_clients, cache, broker, metrics, asyncio.Lock())
+        state = TraderState(env, config, Engine(config, env, clients, cache, broker), clients, backtest_clients, cache, broker, metrics, asyncio.Lock(),
+                            asyncio.Semaphore(env.max_concurrent_backtests))
         app.state.trader = state
         # cycles every schedule_minutes and the layers' retraining rules (None: neither is set)
         scheduler = build_scheduler(config, urls, state.engine.cycle, state.cycle_lock, http, env.api_key)
@@ -133,7 +136,8 @@ def _routes(app: FastAPI) -> None:
         }
 
     @app.post("/cycle", tags=["trading"], summary="Run one decision cycle for the watchlist now",
-              response_model=CycleResult, response_model_exclude_unset=True, responses=error_responses(404, 503))
+              response_model=CycleResult, response_model_exclude_unset=True, responses=error_responses(404, 409, 503),
+              dependencies=[ApiKey])
     async def cycle(body: CycleRequest, request: Request, state: State):
         layers = None if body.layers is None else Layers.only(*body.layers)
         async with state.cycle_lock:  # one cycle at a time: orders of a bar are decided once
@@ -158,8 +162,15 @@ def _routes(app: FastAPI) -> None:
 
     @app.post("/backtest", tags=["backtest"], summary="Replay the rules over history for each mode vs buy-and-hold "
                                                       "(the active models, or walk-forward: retrained before each fold)",
-              response_model=BacktestReport, responses=error_responses(404))
+              response_model=BacktestReport, responses=error_responses(404, 429), dependencies=[ApiKey])
     async def backtest(body: BacktestRequest, request: Request, state: State):
+        if state.backtests.locked():  # each one holds CPU for seconds to minutes: a queue would only hide that
+            raise Busy(f"{state.env.max_concurrent_backtests} backtest(s) already running; try again when it ends",
+                       field="backtest")
+        async with state.backtests:
+            return await _backtest(body, request, state)
+
+    async def _backtest(body: BacktestRequest, request: Request, state: State):
         if body.walk_forward is not None:  # trains in this process's worker processes: minutes, off the event loop
             report = await asyncio.to_thread(walk_forward, body, state.config, state.env, None, state.env.max_batch)
         else:

@@ -14,14 +14,15 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
+import pandas as pd
 from pydantic import ValidationError
 
 from kryptobot.data import get_provider
-from kryptobot.errors import KryptoError, ServiceUnavailable
+from kryptobot.errors import Conflict, KryptoError, ServiceUnavailable
 from kryptobot.models.forecast.schemas import ForecastPath
 from kryptobot.trading.broker import Broker
 from kryptobot.trading.decisions import Decision, Holding, Layers, ModelOutputs, buy_quantity, decide, outputs_from
-from kryptobot.trading.market import MODEL_BARS, SymbolView, view
+from kryptobot.trading.market import MODEL_BARS, SymbolView, bar_id, view
 from kryptobot.trading.settings import TraderConfig
 from services.framework.schemas import ModelInfo
 from services.trader import active_models, wire
@@ -51,6 +52,7 @@ class Engine:
 
     async def cycle(self, as_of=None, symbols: list[str] | None = None, layers: Layers | None = None, request_id: str | None = None) -> dict:
         cycle_id = request_id or uuid.uuid4().hex[:16]
+        self._refuse_the_past(as_of)
         layers = layers or Layers.from_config(self.config)
         symbols = symbols or self.config.trader.watchlist
         loaded = await asyncio.gather(*(asyncio.to_thread(self._view, s, as_of) for s in symbols), return_exceptions=True)
@@ -91,8 +93,19 @@ class Engine:
         return {"cycle_id": cycle_id, "decisions": decisions, "orders": orders, "degraded": any(d["degraded"] for d in decisions),
                 "thresholds": thresholds}
 
+    def _refuse_the_past(self, as_of) -> None:
+        """A live cycle on a day before the ledger's last traded bar would fill at that day's
+        prices and re-mark the portfolio backwards in time: that is a backtest's job."""
+        if as_of is None or self.config.trader.replay_past:
+            return
+        last = self.broker.last_traded_bar()
+        if last is not None and pd.Timestamp(as_of) < pd.Timestamp(last).normalize():
+            raise Conflict(f"as_of {as_of} is before the ledger's last traded bar ({last}); use POST /backtest for the past",
+                           field="as_of")
+
     def _view(self, symbol: str, as_of) -> SymbolView:
-        return view(self.provider, symbol, self.config.trader.history_bars, self.config.trader.strategy, as_of)
+        return view(self.provider, symbol, self.config.trader.history_bars, self.config.trader.strategy, as_of,
+                    self.config.trader.timeframe)
 
     def _execute(self, decision: dict, v: SymbolView) -> dict | None:
         """Turn a buy/sell decision into an idempotent order: at most one per symbol and bar.
@@ -104,7 +117,7 @@ class Engine:
         action = decision["action"]
         if action not in ("buy", "sell"):
             return None
-        client_order_id = f"{v.symbol}:{v.last_timestamp.date()}"
+        client_order_id = f"{v.symbol}:{bar_id(v.last_timestamp)}"
         if self.broker.has_order(client_order_id):
             decision["action"] = "hold"
             decision["rules"].append("already_traded_this_bar")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from kryptobot.settings import Settings
 from services.table import ServiceUrls
@@ -15,6 +15,7 @@ class TraderEnv(Settings, ServiceUrls):
     ledger_path: Path = Path("var/trader/ledger.sqlite")
     reports_dir: Path = Path("var/trader/reports")
     cache_prefix: str = "kryptobot:forecast"
+    max_concurrent_backtests: int = Field(1, ge=1, le=64, description="backtests at a time (429 above): each holds CPU for a while")
     # the live broker's (``broker: "ccxt"`` in trader_settings.json); never in a file
     exchange_api_key: SecretStr | None = None
     exchange_secret: SecretStr | None = None

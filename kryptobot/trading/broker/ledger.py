@@ -212,6 +212,10 @@ class Ledger:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    def last_traded_bar(self) -> str | None:
+        """The latest bar an order was placed on (ISO timestamp), None before the first order."""
+        return self._rows("SELECT MAX(bar) AS bar FROM orders")[0]["bar"]
+
     def has_order(self, client_order_id: str) -> bool:
         return bool(self._rows("SELECT 1 FROM orders WHERE client_order_id = ?", (client_order_id,)))
 

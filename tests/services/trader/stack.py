@@ -45,4 +45,6 @@ def trader_env(servers: dict, redis_url: str, tmp_path, prefix: str) -> dict:
         "KRYPTOBOT_LEDGER_PATH": str(tmp_path / "ledger.sqlite"),
         "KRYPTOBOT_REPORTS_DIR": str(tmp_path / "reports"),
         "KRYPTOBOT_CACHE_PREFIX": prefix,
+        # these tests walk one paper ledger back and forth through history on purpose
+        "KRYPTOBOT_TRADER_SETTINGS__REPLAY_PAST": "true",
     }

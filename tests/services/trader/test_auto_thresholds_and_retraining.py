@@ -50,6 +50,8 @@ def trader(start_server, signal, redis_url, tmp_path_factory):
         "KRYPTOBOT_LEDGER_PATH": str(state / "ledger.sqlite"),
         "KRYPTOBOT_REPORTS_DIR": str(state / "reports"),
         "KRYPTOBOT_CACHE_PREFIX": "test-trader-auto:forecast",
+        # these tests walk one paper ledger back and forth through history on purpose
+        "KRYPTOBOT_TRADER_SETTINGS__REPLAY_PAST": "true",
         "KRYPTOBOT_ML_SETTINGS__MIN_CONFIDENCE_THRESHOLD": "auto",
         "KRYPTOBOT_TRADER_SETTINGS__RETRAINING": json.dumps({"signal": {"expired_hours": EXPIRED_HOURS}}),
     }

@@ -6,6 +6,9 @@ import json
 import time
 
 import httpx
+import pytest
+
+from kryptobot.data import get_provider
 from tests.live import free_port
 
 TRADER = "services.trader.app:create_app"
@@ -20,6 +23,8 @@ def _env(tmp_path, redis_url: str, **settings) -> dict:
         "KRYPTOBOT_LEDGER_PATH": str(tmp_path / "ledger.sqlite"),
         "KRYPTOBOT_REPORTS_DIR": str(tmp_path / "reports"),
         "KRYPTOBOT_CACHE_PREFIX": "test-trader-nomodels:forecast",
+        # these tests walk one paper ledger back and forth through history on purpose
+        "KRYPTOBOT_TRADER_SETTINGS__REPLAY_PAST": "true",
         **{f"KRYPTOBOT_TRADER_SETTINGS__{k.upper()}": json.dumps(v) for k, v in settings.items()},
     }
 
@@ -93,3 +98,24 @@ def test_a_symbol_without_enough_history_is_skipped_not_fatal(start_server, redi
         assert by_symbol["AAPL"]["rules"][0] != by_symbol["FB"]["rules"][0]
         only_fb = client.post("/cycle", json={"symbols": ["FB"], "layers": []})
         assert only_fb.status_code == 422 and only_fb.json()["field"] == "as_of"  # nothing to decide: the request is wrong
+
+
+def test_a_live_cycle_before_the_ledgers_last_traded_bar_is_refused(start_server, redis_url, tmp_path):
+    symbols = ["SPY", "QQQ", "AAPL", "MSFT"]
+    bars = get_provider("synthetic").get_bars("SPY")
+    days = [ts.date().isoformat() for ts in bars["timestamp"] if "2023-01-01" <= ts.date().isoformat() <= "2023-03-31"]
+    trader = start_server(TRADER, env=_env(tmp_path, redis_url, replay_past=False))
+    with httpx.Client(base_url=trader.url, timeout=60) as client:
+        for day in days[1:]:  # forward in time until something trades (with a day before it to go back to)
+            if client.post("/cycle", json={"as_of": day, "symbols": symbols, "layers": []}).json()["orders"]:
+                traded = day
+                break
+        else:
+            pytest.fail("no technical trade in the first quarter of 2023")
+        portfolio = client.get("/portfolio").json()
+        earlier = days[days.index(traded) - 1]
+        refused = client.post("/cycle", json={"as_of": earlier, "symbols": symbols, "layers": []})
+        assert refused.status_code == 409 and refused.json()["field"] == "as_of"
+        assert "backtest" in refused.json()["detail"]
+        assert client.get("/portfolio").json() == portfolio  # nothing re-marked backwards
+        assert client.post("/cycle", json={"as_of": traded, "symbols": symbols, "layers": []}).status_code == 200  # that bar again: fine
