@@ -180,6 +180,7 @@ def test_the_controls_are_reached_with_the_keyboard(browser, stack):
 def test_a_backtest_started_from_the_form_shows_its_curves_and_two_runs_compare(browser, stack):
     page, _ = _open(browser, stack, "backtests")
     try:
+        _use_key(page, KEY)  # a backtest writes reports: the trader asks for the key
         ids = []
         for modes in (["technical", "all"], ["technical", "signal"]):
             page.fill("#b-symbols", "SPY, QQQ")
