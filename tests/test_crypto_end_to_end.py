@@ -11,13 +11,9 @@ import httpx
 import pandas as pd
 import pytest
 
-from kryptobot.data.ccxt_source import CCXTSource
-from kryptobot.data.download import download
-from kryptobot.data.local_store import MarketDataStore
-from tests.fakes.exchange import FakeBinance
+from tests.fakes.stores import PAIRS, hourly_pairs_store
 from tests.live import ROOT, free_port, wait_for_job
 
-PAIRS = ["BTC/USDT", "ETH/USDT"]
 DATA = {"source": "local", "symbols": PAIRS, "timeframe": "1h", "end": "2024-04-15"}
 # tiny models; the hourly random walk of the fake has no skill to pass the gate with
 BODIES = {
@@ -29,12 +25,7 @@ BODIES = {
 
 @pytest.fixture(scope="module")
 def store_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("market-data")
-    with FakeBinance(candles=3000) as fake:
-        result = download(CCXTSource("binance", config=fake.ccxt_config(), backoff=0.001), MarketDataStore(directory),
-                          PAIRS, "1h", pd.Timestamp("2024-01-01"))
-    assert result.ok, result
-    return directory
+    return hourly_pairs_store(tmp_path_factory.mktemp("market-data"))
 
 
 @pytest.fixture(scope="module")

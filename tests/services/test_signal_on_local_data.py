@@ -3,17 +3,13 @@ ccxt from the local Binance, then ``source=local`` 1h bars over real HTTP."""
 from __future__ import annotations
 
 import httpx
-import pandas as pd
 import pytest
 
-from kryptobot.data.ccxt_source import CCXTSource
-from kryptobot.data.download import download
-from kryptobot.data.local_store import LocalStoreProvider, MarketDataStore
+from kryptobot.data.local_store import LocalStoreProvider
 from kryptobot.schemas import Bars
-from tests.fakes.exchange import FakeBinance
+from tests.fakes.stores import PAIRS, hourly_pairs_store
 from tests.live import wait_for_job
 
-PAIRS = ["BTC/USDT", "ETH/USDT"]
 TRAIN = {
     "data": {"source": "local", "symbols": PAIRS, "timeframe": "1h"},
     "model": {"n_estimators": 30, "max_depth": 4},
@@ -24,12 +20,7 @@ TRAIN = {
 
 @pytest.fixture(scope="module")
 def store_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("market-data")
-    with FakeBinance(candles=3000) as fake:
-        result = download(CCXTSource("binance", config=fake.ccxt_config(), backoff=0.001), MarketDataStore(directory),
-                          PAIRS, "1h", pd.Timestamp("2024-01-01"))
-    assert result.ok and [r.stored for r in result.reports] == [3000, 3000]
-    return directory
+    return hourly_pairs_store(tmp_path_factory.mktemp("market-data"))
 
 
 @pytest.fixture(scope="module")
