@@ -15,6 +15,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from kryptobot.thresholds import mean_ci95
+
 TRADING_DAYS = 252
 
 
@@ -92,7 +94,7 @@ def performance(equity: pd.Series, trade_returns: Sequence[float], exposure: flo
         "profit_factor": profit_factor(trade_pnl) if trade_pnl else None,
         # per trade, net of costs: whether a filter picks better trades, apart from trading less
         "mean_trade_return": float(np.mean(trade_returns)) if trade_returns else None,
-        "mean_trade_return_ci95": _mean_ci95(trade_returns),
+        "mean_trade_return_ci95": mean_ci95(trade_returns)[1],
         "trades": len(trade_returns),
         "exposure": float(exposure),
         "final_equity": float(values[-1]) if len(values) else None,
@@ -125,13 +127,3 @@ def _ratio(fn, returns: pd.Series, **kwargs) -> float | None:
         return None
     with np.errstate(divide="ignore", invalid="ignore"):
         return _number(fn(returns, **kwargs))
-
-
-def _mean_ci95(values: Sequence[float]) -> list[float] | None:
-    """Normal-approximation 95% interval of a mean: whether a difference between modes is
-    more than the luck of a few trades."""
-    if len(values) < 2:
-        return None
-    x = np.asarray(values, dtype=float)
-    half = 1.96 * float(np.std(x, ddof=1)) / np.sqrt(len(x))
-    return [float(x.mean() - half), float(x.mean() + half)]
