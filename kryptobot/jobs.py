@@ -234,10 +234,8 @@ def run_job(job_file: Path) -> int:
         trained = getattr(runtime, kind.method)(config, ctx)
         versions = []
         for model in trained:
-            with store.stage(model.line) as staged:
-                report(message=f"saving {model.line}", force=True)
-                model.save(staged.artifacts, staged.reports)
-                versions.append(store.commit(staged, model.line, model.metadata()))
+            report(message=f"saving {model.line}", force=True)
+            versions.append(store.save(model))
         metrics = {store.metadata(v)["line"]: store.metadata(v).get("metrics") for v in versions}
         store.prune(keep_last=max(settings.keep_versions, len(versions)))  # here, where versions are made
         finish(state="trained", progress=1.0, message="trained; activating", versions=versions, metrics=metrics)

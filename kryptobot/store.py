@@ -141,6 +141,12 @@ class ModelStore:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
+    def save(self, model) -> str:
+        """Stage, save and commit a trained ``ModelVersion``; the new version's name."""
+        with self.stage(model.line) as staged:
+            model.save(staged.artifacts, staged.reports)
+            return self.commit(staged, model.line, model.metadata())
+
     def commit(self, staged: StagedVersion, line: str, metadata: dict) -> str:
         """Hash the artifacts, write metadata.json and rename the version into place."""
         artifacts = {

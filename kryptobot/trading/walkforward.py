@@ -132,10 +132,7 @@ def train_layer(name: str, settings: Settings, store_root: Path, config: dict) -
     trained = runtime.train(runtime.TrainConfig.model_validate(config), TrainContext(settings=settings, store=store, runtime=runtime))
     loaded = {}
     for model in trained:
-        with store.stage(model.line) as staged:
-            model.save(staged.artifacts, staged.reports)
-            version = store.commit(staged, model.line, model.metadata())
-        loaded[model.line] = runtime.load_version(store, version)
+        loaded[model.line] = runtime.load_version(store, store.save(model))
     return runtime, loaded
 
 
