@@ -7,6 +7,9 @@ the trader POSTs the layer's service ``/train`` with the layer's ``train_body`` 
 default, the service's first-start body from :mod:`services.table` with ``activate``
 ``"if_better"``: the same job a person would start, so the promotion gate decides whether
 the new version serves (a worse one is stored inactive, with the reason in ``/models``).
+
+Among several replicas every one schedules the jobs, and a job runs only on the replica
+that leads at that moment (``leads``, :mod:`.leader`): one cycle and one retrain per tick.
 """
 from __future__ import annotations
 
@@ -53,6 +56,14 @@ async def run_cycle(cycle: Callable[[], Awaitable[object]], lock: asyncio.Lock) 
         log.exception("scheduled cycle failed")
 
 
+async def if_leader(leads: Callable[[], bool], job: Callable[..., Awaitable[object]], *args) -> object:
+    """``job(*args)`` when this replica leads the schedule; nothing otherwise."""
+    if not leads():
+        log.debug("not the scheduler leader: %s skipped", getattr(job, "__name__", job))
+        return None
+    return await job(*args)
+
+
 async def retrain(layer: str, url: str, body: dict, http: httpx.AsyncClient, api_key: str | None = None) -> dict | None:
     """Start the layer's training job; the job record (None when the service did not take it)."""
     headers = {"X-API-Key": api_key} if api_key else {}
@@ -70,8 +81,10 @@ async def retrain(layer: str, url: str, body: dict, http: httpx.AsyncClient, api
 
 
 def build_scheduler(config: TraderConfig, urls: dict[str, str], cycle: Callable[[], Awaitable[object]], lock: asyncio.Lock,
-                    http: httpx.AsyncClient, api_key: str | None = None) -> AsyncIOScheduler | None:
-    """The scheduler of ``config`` (not started; None when it has nothing to do).
+                    http: httpx.AsyncClient, api_key: str | None = None,
+                    leads: Callable[[], bool] = lambda: True) -> AsyncIOScheduler | None:
+    """The scheduler of ``config`` (not started; None when it has nothing to do); each job
+    runs only while ``leads()`` (this replica is the leader).
 
     Raises ConfigError naming the key of a retraining rule APScheduler cannot read.
     """
@@ -79,7 +92,7 @@ def build_scheduler(config: TraderConfig, urls: dict[str, str], cycle: Callable[
     scheduler = AsyncIOScheduler(timezone=t.retraining.timezone)
     if t.schedule_minutes > 0:
         # after the first interval, not at start-up, as the sleep loop this replaces did
-        scheduler.add_job(run_cycle, IntervalTrigger(seconds=t.schedule_minutes * 60), args=[cycle, lock], id="cycle",
+        scheduler.add_job(if_leader, IntervalTrigger(seconds=t.schedule_minutes * 60), args=[leads, run_cycle, cycle, lock], id="cycle",
                           max_instances=1, coalesce=True)
     for layer, schedule in t.retraining.layers().items():
         if schedule.retrain is None:
@@ -88,6 +101,6 @@ def build_scheduler(config: TraderConfig, urls: dict[str, str], cycle: Callable[
             trigger = cron_trigger(schedule.retrain, t.retraining.timezone)
         except ValueError as exc:
             raise ConfigError(f"trader_settings.json: key 'retraining.{layer}.retrain': {exc}") from exc
-        scheduler.add_job(retrain, trigger, args=[layer, urls[layer], retrain_body(layer, schedule), http, api_key],
+        scheduler.add_job(if_leader, trigger, args=[leads, retrain, layer, urls[layer], retrain_body(layer, schedule), http, api_key],
                           id=f"retrain:{layer}", max_instances=1, coalesce=True, misfire_grace_time=MISFIRE_GRACE_SECONDS)
     return scheduler if scheduler.get_jobs() else None

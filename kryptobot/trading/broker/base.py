@@ -34,9 +34,12 @@ class Broker(Protocol):
     kind: str
 
     def submit(self, client_order_id: str, symbol: str, side: str, quantity: float, price: float, decision: dict | None = None,
-               stop: float | None = None, target: float | None = None, bar: str | None = None) -> Fill:
+               stop: float | None = None, target: float | None = None, bar: str | None = None,
+               journal: tuple[str, dict] | None = None) -> Fill:
         """A market order of ``quantity`` decided at ``price``; a buy records the position's
-        ``stop`` / ``target`` and the ``bar`` it was opened on."""
+        ``stop`` / ``target`` and the ``bar`` it was opened on. ``journal`` (cycle id,
+        decision body): the decision row, written in the transaction that writes the order
+        (not for a duplicate), so an order never exists without its decision."""
 
     def sync(self, prices: dict[str, float]) -> dict:
         """Bring the ledger in line with the venue before deciding: resolve orders whose
@@ -45,7 +48,9 @@ class Broker(Protocol):
 
     def mark(self, prices: dict[str, float]) -> None: ...
 
-    def record_decision(self, cycle_id: str, decision: dict) -> None: ...
+    def record_decision(self, cycle_id: str, decision: dict) -> None:
+        """Record the cycle's decision on ``decision["symbol"]``, completing the row its order's
+        transaction wrote (``submit(journal=...)``) rather than adding another."""
 
     def has_order(self, client_order_id: str) -> bool: ...
 

@@ -36,10 +36,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from sqlalchemy import delete, insert, select, update
+
 from kryptobot.errors import Conflict, InvalidInput, ServiceUnavailable
 from kryptobot.settings import ConfigError
+from kryptobot.trading.broker import database
 from kryptobot.trading.broker.base import Fill
 from kryptobot.trading.broker.ledger import EPS, Ledger
+from kryptobot.trading.broker.schema import account, decisions, fills, orders, positions
 from kryptobot.trading.settings import TraderSettings
 
 log = logging.getLogger("kryptobot.trader.broker")
@@ -78,10 +82,10 @@ class CcxtBroker(Ledger):
 
     def __init__(self, path: Path | str, exchange: Any, symbols: list[str], *, initial_cash: float, commission: float,
                  kind: str, attempts: int = 4, backoff: float = 0.5, unknown_grace_seconds: float = 60.0,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, **ledger):
         import ccxt
 
-        super().__init__(path, initial_cash, kind)
+        super().__init__(path, initial_cash, kind, **ledger)
         self._ccxt = ccxt
         self.exchange = exchange
         self.symbols = list(symbols)
@@ -95,8 +99,12 @@ class CcxtBroker(Ledger):
 
     # ---- orders --------------------------------------------------------------------------
     def submit(self, client_order_id: str, symbol: str, side: str, quantity: float, price: float, decision: dict | None = None,
-               stop: float | None = None, target: float | None = None, bar: str | None = None) -> Fill:
-        """Send a market order, recorded as ``sent`` first; the same ``client_order_id`` is never sent twice."""
+               stop: float | None = None, target: float | None = None, bar: str | None = None,
+               journal: tuple[str, dict] | None = None) -> Fill:
+        """Send a market order, recorded as ``sent`` first; the same ``client_order_id`` is never sent twice.
+
+        ``journal`` (cycle id, decision body) is the decision row written with the ``sent`` row.
+        """
         if quantity <= 0 or price <= 0:
             raise InvalidInput(f"order needs quantity > 0 and price > 0, got {quantity} @ {price}", field="quantity")
         with self._venue:
@@ -107,8 +115,8 @@ class CcxtBroker(Ledger):
                 if fresh:
                     cost = amount * price
                     self._check_affordable(db, symbol, side, amount, cost, cost * self.commission)
-                    self._insert_order(db, client_order_id, symbol, side, amount, price, 0.0, SENT, decision, stop, target, bar)
-                    row = self._order_row(db, client_order_id)
+                    row = self._insert_order(db, client_order_id, symbol, side, amount, price, 0.0, SENT, decision, stop,
+                                             target, bar, journal)
             if fresh:
                 fill = self._settle(row, self._send(row))
             else:
@@ -131,8 +139,9 @@ class CcxtBroker(Ledger):
         except ccxt.DuplicateOrderId as exc:  # the exchange has it already: it is found below
             reason = exc
         except ccxt.ExchangeError as exc:  # the exchange answered no: nothing was placed
-            with self._transaction() as db:
-                db.execute("DELETE FROM orders WHERE id = ? AND status = ?", (row["id"], SENT))
+            with self._transaction() as db:  # its decision stays, without an order
+                if db.execute(delete(orders).where(orders.c.id == row["id"], orders.c.status == SENT)).rowcount:
+                    db.execute(update(decisions).where(decisions.c.order_id == row["id"]).values(order_id=None))
             raise Conflict(f"{self.exchange.id} refused {what}: {type(exc).__name__}: {exc}", field="quantity") from exc
         except Exception as exc:  # no answer, or one that could not be read: it may have been placed
             reason = exc
@@ -164,7 +173,7 @@ class CcxtBroker(Ledger):
                 raise OrderOutcomeUnknown(f"{self.exchange.id} does not know order {row['client_order_id']} yet "
                                           f"({age:.0f}s after it was sent); looking again on the next sync")
             with self._transaction() as db:
-                db.execute("UPDATE orders SET status = ? WHERE id = ? AND status = ?", (MISSING, row["id"], SENT))
+                db.execute(update(orders).where(orders.c.id == row["id"], orders.c.status == SENT).values(status=MISSING))
             log.warning("%s never received order %s: marked missing", self.exchange.id, row["client_order_id"])
             return MISSING
         self._settle(row, order)
@@ -183,11 +192,11 @@ class CcxtBroker(Ledger):
         else:
             price, commission, status = row["price"], 0.0, order.get("status") or "canceled"
         with self._transaction() as db:
-            current = db.execute("SELECT * FROM orders WHERE id = ?", (row["id"],)).fetchone()
+            current = db.execute(select(orders).where(orders.c.id == row["id"])).mappings().first()
             if current is None or current["status"] != SENT:  # settled meanwhile (another trader on this ledger)
                 return None if current is None else self._recorded_fill(db, current)
-            db.execute("UPDATE orders SET status = ?, price = ?, commission = ?, venue_order_id = ? WHERE id = ?",
-                       (status, price, commission, order.get("id"), row["id"]))
+            db.execute(update(orders).where(orders.c.id == row["id"])
+                       .values(status=status, price=price, commission=commission, venue_order_id=order.get("id")))
             if filled <= EPS:
                 return None
             self._book_fill(db, current, filled, price, commission, mark_price=current["price"])
@@ -248,7 +257,7 @@ class CcxtBroker(Ledger):
         """
         with self._venue:
             resolved, pending = {}, []
-            for row in self._rows("SELECT * FROM orders WHERE status = ? ORDER BY id", (SENT,)):
+            for row in self._rows(select(orders).where(orders.c.status == SENT).order_by(orders.c.id)):
                 try:
                     resolved[row["client_order_id"]] = self._resolve(row)
                 except OrderOutcomeUnknown as exc:
@@ -263,8 +272,8 @@ class CcxtBroker(Ledger):
         cash = float(total.get(self.quote) or 0.0)
         changed: dict[str, float] = {}
         with self._transaction() as db:
-            db.execute("UPDATE account SET cash = ? WHERE id = 1", (cash,))
-            held = {r["symbol"]: r for r in db.execute("SELECT * FROM positions")}
+            db.execute(update(account).where(account.c.id == 1).values(cash=cash))
+            held = {r["symbol"]: r for r in db.execute(select(positions)).mappings()}
             for symbol in sorted(set(self.symbols) | set(held)):
                 market = markets.get(symbol)
                 if market is None:
@@ -274,20 +283,20 @@ class CcxtBroker(Ledger):
                 position = held.get(symbol)
                 if quantity <= max(dust, EPS):
                     if position is not None:
-                        db.execute("DELETE FROM positions WHERE symbol = ?", (symbol,))
+                        db.execute(delete(positions).where(positions.c.symbol == symbol))
                         changed[symbol] = 0.0
                 elif position is not None:
                     if abs(position["quantity"] - quantity) > EPS * max(1.0, quantity):
-                        db.execute("UPDATE positions SET quantity = ? WHERE symbol = ?", (quantity, symbol))
+                        db.execute(update(positions).where(positions.c.symbol == symbol).values(quantity=quantity))
                         changed[symbol] = quantity
                 elif symbol in prices:
-                    db.execute("INSERT INTO positions (symbol, quantity, avg_price, last_price) VALUES (?, ?, ?, ?)",
-                               (symbol, quantity, prices[symbol], prices[symbol]))
+                    db.execute(insert(positions).values(symbol=symbol, quantity=quantity, avg_price=prices[symbol],
+                                                        last_price=prices[symbol]))
                     changed[symbol] = quantity
-            if db.execute("SELECT 1 FROM orders LIMIT 1").fetchone() is None:
-                market_value = sum(r["quantity"] * r["last_price"] for r in db.execute("SELECT * FROM positions"))
+            if db.execute(select(orders.c.id).limit(1)).first() is None:
+                market_value = sum(r["quantity"] * r["last_price"] for r in db.execute(select(positions)).mappings())
                 if cash + market_value > 0:
-                    db.execute("UPDATE account SET initial_cash = ? WHERE id = 1", (cash + market_value,))
+                    db.execute(update(account).where(account.c.id == 1).values(initial_cash=cash + market_value))
         return {"cash": cash, "positions": changed}
 
     # ---- the exchange --------------------------------------------------------------------
@@ -331,15 +340,15 @@ class CcxtBroker(Ledger):
 
     # ---- ledger reads --------------------------------------------------------------------
     def _order(self, order_id: int) -> dict:
-        return dict(self._rows("SELECT * FROM orders WHERE id = ?", (order_id,))[0])
+        return dict(self._rows(select(orders).where(orders.c.id == order_id))[0])
 
     def _filled(self, client_order_id: str) -> Fill | None:
-        with self._lock:
-            return self._recorded_fill(self._db, self._order_row(self._db, client_order_id))
+        with database.read_transaction(self._engine) as db:
+            return self._recorded_fill(db, self._order_row(db, client_order_id))
 
     def _recorded_fill(self, db, row) -> Fill | None:
         """The fill of an order submitted before (a duplicate), None if nothing of it filled."""
-        has_fill = db.execute("SELECT 1 FROM fills WHERE order_id = ?", (row["id"],)).fetchone() is not None
+        has_fill = db.execute(select(fills.c.order_id).where(fills.c.order_id == row["id"])).first() is not None
         return self._fill_of(db, row, duplicate=True) if has_fill else None
 
 

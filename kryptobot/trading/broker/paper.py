@@ -15,16 +15,18 @@ class PaperBroker(Ledger):
     commit together or not at all, and the same ``client_order_id`` never fills twice.
     """
 
-    def __init__(self, path: Path | str, initial_cash: float, commission: float, slippage: float):
-        super().__init__(path, initial_cash, kind="paper")
+    def __init__(self, path: Path | str, initial_cash: float, commission: float, slippage: float, **ledger):
+        super().__init__(path, initial_cash, kind="paper", **ledger)
         self.commission = commission
         self.slippage = slippage
 
     def submit(self, client_order_id: str, symbol: str, side: str, quantity: float, price: float, decision: dict | None = None,
-               stop: float | None = None, target: float | None = None, bar: str | None = None) -> Fill:
+               stop: float | None = None, target: float | None = None, bar: str | None = None,
+               journal: tuple[str, dict] | None = None) -> Fill:
         """Fill a market order now, atomically; the same ``client_order_id`` never fills twice.
 
-        A buy records the position's ``stop`` / ``target`` and the ``bar`` it was opened on.
+        A buy records the position's ``stop`` / ``target`` and the ``bar`` it was opened on;
+        ``journal`` (cycle id, decision body) is the decision row written with the order.
         """
         if quantity <= 0 or price <= 0:
             raise InvalidInput(f"order needs quantity > 0 and price > 0, got {quantity} @ {price}", field="quantity")
@@ -37,10 +39,10 @@ class PaperBroker(Ledger):
             if existing is not None:
                 return self._fill_of(db, existing, duplicate=True)
             self._check_affordable(db, symbol, side, quantity, quantity * fill_price, commission)
-            order_id = self._insert_order(db, client_order_id, symbol, side, quantity, fill_price, commission, "filled",
-                                          decision, stop, target, bar)
-            self._book_fill(db, self._order_row(db, client_order_id), quantity, fill_price, commission, price)
-        return Fill(order_id, client_order_id, symbol, side, quantity, fill_price, commission)
+            order = self._insert_order(db, client_order_id, symbol, side, quantity, fill_price, commission, "filled",
+                                       decision, stop, target, bar, journal)
+            self._book_fill(db, order, quantity, fill_price, commission, price)
+        return Fill(order["id"], client_order_id, symbol, side, quantity, fill_price, commission)
 
     def sync(self, prices: dict[str, float]) -> dict:
         """Nothing to sync: the ledger is the account."""

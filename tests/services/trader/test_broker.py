@@ -65,19 +65,21 @@ def test_a_position_keeps_its_barriers_and_entry_bar(tmp_path):
     assert (position["stop"], position["target"], position["opened_bar"]) == (96.0, 104.0, "2024-01-02T00:00:00")
 
 
-def test_a_ledger_from_before_the_barriers_is_migrated(tmp_path):
+def test_a_ledger_from_before_alembic_is_adopted_and_migrated(tmp_path):
     import sqlite3
 
-    from kryptobot.trading.broker import SCHEMA
+    from kryptobot.trading.broker.database import head_revision
+    from tests.services.trader.old_ledger import write_old_ledger
 
     path = tmp_path / "old.sqlite"
-    with sqlite3.connect(path) as db:
-        db.executescript(SCHEMA.split("CREATE TABLE IF NOT EXISTS positions")[0])
-        db.execute("CREATE TABLE positions (symbol TEXT PRIMARY KEY, quantity REAL NOT NULL, avg_price REAL NOT NULL, last_price REAL NOT NULL)")
-        db.execute("INSERT INTO positions VALUES ('SPY', 1, 100, 100)")
-        for i, day in enumerate(("2024-01-02", "2024-02-05")):  # the old ids: symbol:day:side
-            db.execute("INSERT INTO orders (client_order_id, created_at, symbol, side, quantity, price, commission, status) "
-                       "VALUES (?, 'x', 'SPY', 'buy', 1, 100, 0, 'filled')", (f"SPY:{day}:buy",))
+    write_old_ledger(path)
     brokers = [PaperBroker(path, 10_000, commission=0.0, slippage=0.0) for _ in range(2)]  # a second opener finds it done
     position = brokers[1].positions()["SPY"]
     assert position["stop"] is None and position["opened_bar"] == "2024-02-05"
+    assert brokers[1].cash() == 9_800 and len(brokers[1].orders()) == 2 and brokers[1].decisions()[0]["symbol"] == "SPY"
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
+        assert db.execute("SELECT value FROM ledger_meta WHERE key = 'broker'").fetchone() == ("paper",)
+    fill = brokers[0].submit("SPY:2024-03-01", "SPY", "sell", 2, 110.0, journal=("c1", {"symbol": "SPY", "action": "sell",
+                                                                                     "degraded": False}))
+    assert brokers[1].positions() == {} and brokers[1].decisions()[0]["action"] == "sell" and not fill.duplicate

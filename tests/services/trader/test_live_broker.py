@@ -138,9 +138,11 @@ def test_a_crash_between_send_and_acknowledgement_is_reconciled_after_a_restart(
     fake.faults.arm("drop", path="/api/v3/order")
     fake.faults.arm("server_error", times=2, path="/api/v3/order")
     with pytest.raises(OrderOutcomeUnknown, match="outcome unknown after NetworkError, and the lookup failed .*fetch_order"):
-        broker.submit("BTC/USDT:2024-01-02", "BTC/USDT", "buy", 0.05, price, stop=price * 0.9, bar="2024-01-02T00:00:00")
+        broker.submit("BTC/USDT:2024-01-02", "BTC/USDT", "buy", 0.05, price, stop=price * 0.9, bar="2024-01-02T00:00:00",
+                      journal=("cycle-1", {"symbol": "BTC/USDT", "action": "buy", "degraded": False}))
     assert [o["status"] for o in broker.orders()] == ["sent"]  # written before it was sent, outcome unknown
     assert broker.positions() == {} and broker.fills() == []
+    assert _decision_links(path) == [("cycle-1", broker.orders()[0]["id"])]  # written with the sent row
     broker.close()
 
     restarted = live(fake, path)  # a new process on the same ledger
@@ -153,6 +155,14 @@ def test_a_crash_between_send_and_acknowledgement_is_reconciled_after_a_restart(
     assert restarted.cash() == pytest.approx(fake.balance("USDT"))
     again = restarted.submit("BTC/USDT:2024-01-02", "BTC/USDT", "buy", 0.05, price)  # the cycle retried
     assert again.duplicate and len(order_posts(fake)) == 1
+
+
+def _decision_links(path) -> list[tuple]:
+    """(cycle id, order id) of each decision row in the ledger at ``path``."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT cycle_id, order_id FROM decisions ORDER BY id").fetchall()
 
 
 def test_an_order_the_exchange_never_got_is_marked_missing_not_resent(fake, tmp_path):
@@ -178,8 +188,10 @@ def test_an_unknown_order_waits_for_the_grace_period_before_it_is_missing(fake, 
 def test_an_order_the_exchange_refuses_changes_nothing(fake, tmp_path):
     broker = live(fake, tmp_path / "l.sqlite")  # the ledger still believes in its initial 100k
     with pytest.raises(Conflict, match="InsufficientFunds"):
-        broker.submit("BTC/USDT:2024-01-02", "BTC/USDT", "buy", 1.0, fake.price("BTCUSDT"))
+        broker.submit("BTC/USDT:2024-01-02", "BTC/USDT", "buy", 1.0, fake.price("BTCUSDT"),
+                      journal=("cycle-1", {"symbol": "BTC/USDT", "action": "buy", "degraded": False}))
     assert broker.orders() == [] and broker.positions() == {} and fake.placed() == []
+    assert _decision_links(tmp_path / "l.sqlite") == [("cycle-1", None)]  # the decision stays, without an order
     with pytest.raises(InvalidInput, match="minimum amount"):
         broker.submit("BTC/USDT:2024-01-03", "BTC/USDT", "buy", 1e-7, fake.price("BTCUSDT"))
     assert broker.orders() == [] and len(order_posts(fake)) == 1
