@@ -19,8 +19,10 @@ from services.framework.base import create_base_app
 from services.framework.observability import configure_logging
 from services.framework.openapi import declare_responses, error_responses
 from services.framework.registry import ModelRegistry
+from services.framework.replication import Replicator, replica_id
 from services.framework.routes import add_model_routes
 from services.framework.schemas import NotReadyBody
+from services.framework.train_lock import LOCK_FILE, TrainLock
 
 #: What the model routes can answer besides what their shape implies (see :mod:`.openapi`):
 #: 503 where an active model is needed, the 409 of cancelling a finished job, the 404 of an
@@ -52,12 +54,18 @@ def create_model_app(runtime_cls: type[ModelRuntime], settings: Settings | None 
     async def lifespan(app: FastAPI):
         configure_logging(name, settings.log_format)
         store = ModelStore(settings.models_dir, name, settings.signing_key_bytes())
-        registry = ModelRegistry(
-            settings, runtime_cls(settings), store, JobRunner(runtime_path(runtime_cls), settings, store), app.state.metrics
-        )
+        replica = replica_id()
+        train_lock = TrainLock(store.dir / LOCK_FILE, replica)
+        # other replicas may share the store: their jobs are orphans only while none holds the lock
+        runner = JobRunner(runtime_path(runtime_cls), settings, store, fail_orphans=False)
+        train_lock.while_idle(runner.fail_orphans)
+        registry = ModelRegistry(settings, runtime_cls(settings), store, runner, app.state.metrics, train_lock)
         app.state.svc = registry
+        app.state.replicator = Replicator(registry, settings, replica)
         await registry.activate_stored()
+        await app.state.replicator.start()
         yield
+        await app.state.replicator.stop()
         registry.stop_watching()
 
     app = create_base_app(name, f"KryptoBot {name} service", runtime_cls.__doc__, settings, lifespan)

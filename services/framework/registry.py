@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Callable
 
 from fastapi.concurrency import run_in_threadpool
 
@@ -14,6 +15,7 @@ from kryptobot.runtime import ModelRuntime, ModelVersion
 from kryptobot.settings import Settings
 from kryptobot.store import CorruptPointer, ModelStore
 from services.framework.observability import Metrics
+from services.framework.train_lock import TrainLock
 
 log = logging.getLogger("kryptobot.service")
 
@@ -27,11 +29,14 @@ class ModelRegistry:
     store: ModelStore
     runner: JobRunner
     metrics: Metrics
+    train_lock: TrainLock  # one job at a time across the replicas sharing the store
     models: dict[str, ModelVersion] = field(default_factory=dict)
     load_errors: dict[str, str] = field(default_factory=dict)
     fallbacks: dict[str, str] = field(default_factory=dict)  # line -> why another version serves
     activation_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     watchers: set = field(default_factory=set)
+    #: called with (line, version) after this replica wrote the pointer (replication announces it)
+    on_activate: list[Callable[[str, str], None]] = field(default_factory=list)
 
     def versions(self, models: dict[str, ModelVersion] | None = None) -> dict[str, str]:
         """Active version per line (of ``models``, a snapshot, when given)."""
@@ -60,10 +65,17 @@ class ModelRegistry:
             self.store.replace_active(self.versions())
 
     async def _activate_or_fall_back(self, line: str, version: str | None) -> str | None:
+        """Serve ``version`` (the pointer's) or the newest older version that loads.
+
+        The pointer is not rewritten here: replicas share it, and a version one replica
+        cannot load (its disk, its libraries) must not roll the others back. The fallback
+        is this replica's, named in its ``/health/ready``; a damaged pointer is repaired by
+        the caller.
+        """
         problems = []
         if version is not None:
             try:
-                await self.activate(version)
+                await self.activate(version, write_pointer=False)
                 return version
             except Exception as exc:  # noqa: BLE001 - stay up and say why in /health/ready
                 problems.append(f"{version}: {exc}")
@@ -72,7 +84,7 @@ class ModelRegistry:
             if meta["version"] == version or (self.store.promotion(meta["version"]) or {}).get("activated") is False:
                 continue  # nor one the promotion gate (or activate=false) kept from serving
             try:
-                await self.activate(meta["version"])
+                await self.activate(meta["version"], write_pointer=False)
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"{meta['version']}: {exc}")
                 continue
@@ -84,23 +96,28 @@ class ModelRegistry:
             self.load_errors[line] = "; ".join(problems)
         return None
 
-    async def activate(self, version: str) -> ModelVersion:
+    async def activate(self, version: str, *, write_pointer: bool = True) -> ModelVersion:
         """Load, verify and warm ``version`` off the event loop, then switch to it atomically.
 
         Requests in flight keep the model object they started with, so none sees a half
         loaded model; a version that fails to load leaves the active one serving.
+        ``write_pointer=False`` follows a pointer another replica wrote: no write, no announcement.
         """
         async with self.activation_lock:
             model = await run_in_threadpool(self._load_and_warm, version)
             line = model.line if model.stored_metadata is None else model.stored_metadata["line"]
-            self.store.set_active(line, version)
+            if write_pointer:
+                self.store.set_active(line, version)
             self.models = {**self.models, line: model}
             self.load_errors.pop(line, None)
             self.metrics.active.clear()
             for ln, m in self.models.items():
                 self.metrics.active.labels(self.runtime.name, ln, m.version).set(1)
             log.info("activated %s", version)
-            return model
+        if write_pointer:
+            for listener in self.on_activate:
+                listener(line, version)
+        return model
 
     def _load_and_warm(self, version: str) -> ModelVersion:
         model = self.runtime.load_version(self.store, version)
@@ -108,15 +125,30 @@ class ModelRegistry:
         return model
 
     def start_job(self, kind: str, config: dict) -> dict:
-        """Start a training job's process and watch it; the record as it is now."""
-        record = self.runner.start(kind, config)
+        """Start a training job's process and watch it; the record as it is now. Conflict
+        (409) naming the holder while any replica sharing the store runs a job."""
+        self.train_lock.acquire(kind)
+        try:
+            self.runner.fail_orphans()  # holding the lock, no job runs: any left running died with its replica
+            record = self.runner.start(kind, config)
+        except BaseException:
+            self.train_lock.release()
+            raise
+        self.train_lock.record_job(record["id"])
         task = asyncio.create_task(self._watch_job(record["id"]))
         self.watchers.add(task)
         task.add_done_callback(self.watchers.discard)
         return record
 
     async def _watch_job(self, job_id: str) -> None:
-        """Wait for the job's process; put what it trained through the promotion gate."""
+        """Wait for the job's process; put what it trained through the promotion gate; then
+        let the next job start."""
+        try:
+            await self._finish_job(job_id)
+        finally:
+            self.train_lock.release()
+
+    async def _finish_job(self, job_id: str) -> None:
         record = await run_in_threadpool(self.runner.wait, job_id)
         if record["state"] == "trained":
             try:
