@@ -166,17 +166,19 @@ def _compute(clean: pd.DataFrame, p: FeatureParams) -> pd.DataFrame:
     return out
 
 
-def _feature_arrays(clean: pd.DataFrame, p: FeatureParams) -> dict[str, np.ndarray]:
+def _feature_arrays(clean: pd.DataFrame | Mapping[str, np.ndarray], p: FeatureParams) -> dict[str, np.ndarray]:
     """Every feature as an array over the bars (the one computation of them, for training
-    and serving alike); warm-up rows and infinities are left to the caller."""
+    and serving alike); warm-up rows and infinities are left to the caller. ``clean``: a
+    validated frame, or its ``high``, ``low``, ``close``, ``volume`` columns as arrays."""
     # Prices are divided by the first close before TA-Lib sees them: every feature is
     # invariant to that, and it keeps sub-cent assets away from the fixed "is this
     # zero" thresholds of older TA-Lib C builds (1e-8), which are not scale-free.
-    scale = clean["close"].iloc[0]
-    high = clean["high"].to_numpy(dtype=np.float64) / scale
-    low = clean["low"].to_numpy(dtype=np.float64) / scale
-    close = clean["close"].to_numpy(dtype=np.float64) / scale
-    volume = clean["volume"].to_numpy(dtype=np.float64)
+    close = np.asarray(clean["close"], dtype=np.float64)
+    scale = close[0]
+    high = np.asarray(clean["high"], dtype=np.float64) / scale
+    low = np.asarray(clean["low"], dtype=np.float64) / scale
+    close = close / scale
+    volume = np.asarray(clean["volume"], dtype=np.float64)
 
     macd, macd_signal, _ = talib.MACD(close, fastperiod=p.macd_fast, slowperiod=p.macd_slow, signalperiod=p.macd_signal)
     upper, _, lower = talib.BBANDS(close, timeperiod=p.bb_period, nbdevup=p.bb_std, nbdevdn=p.bb_std, matype=0)
@@ -208,13 +210,21 @@ def latest_features(bars: pd.DataFrame, params: FeatureParams = FeatureParams(),
     finite, DataError (also 422) when the bars are malformed.
     """
     clean = validate_bars(bars, field=field)  # all of it, first: a bad bar is the more useful error
+    return latest_features_of(clean, params, field)
+
+
+def latest_features_of(clean: pd.DataFrame | Mapping[str, np.ndarray], params: FeatureParams = FeatureParams(),
+                       field: str = "bars") -> dict[str, float]:
+    """:func:`latest_features` of bars that already passed the checks: a frame from
+    ``validate_bars``, or the float64 arrays of :meth:`kryptobot.schemas.Bars.arrays` (the
+    serving path: no frame is built). Raises InvalidInput as ``latest_features`` does."""
     needed = min_bars(params)
-    if len(clean) < needed:
-        raise InvalidInput(f"need at least {needed} bars to compute features, got {len(clean)}", field=field)
+    if len(clean["close"]) < needed:
+        raise InvalidInput(f"need at least {needed} bars to compute features, got {len(clean['close'])}", field=field)
     # Only the tail matters once the seeds have settled; computing on it keeps serving
     # cost flat however much history a caller sends.
     # the arrays, not a frame: a frame of every row would cost more than TA-Lib on the tail
-    arrays = _feature_arrays(clean.iloc[-needed:].reset_index(drop=True), params)
+    arrays = _feature_arrays({name: np.asarray(clean[name])[-needed:] for name in ("high", "low", "close", "volume")}, params)
     row = {name: float(arrays[name][-1]) for name in FEATURE_NAMES}
     bad = [name for name, value in row.items() if not np.isfinite(value)]
     if bad:

@@ -109,6 +109,11 @@ class ModelRuntime(ABC):
     extra_jobs: ClassVar[tuple[JobKind, ...]] = ()
     #: a report every version has (the Swagger example of GET /reports/{name})
     report_example: ClassVar[str] = "training_results.json"
+    #: ``/predict`` bodies up to this size are scored on the server's event loop instead of
+    #: a worker thread. For a runtime that scores such a body in well under a millisecond:
+    #: the hop to a thread and back would cost about as much again, and lengthen the tail
+    #: when requests queue; the loop is blocked for that long. 0: always a worker thread.
+    inline_predict_bytes: ClassVar[int] = 0
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -129,7 +134,8 @@ class ModelRuntime(ABC):
     ) -> list[dict]:
         """One result per instance from the active ``models`` (keyed by line).
 
-        Must be CPU-only and thread-safe: the framework calls it from a worker thread.
+        Must be CPU-only and thread-safe: the framework calls it from a worker thread
+        (or, for bodies up to ``inline_predict_bytes``, from the event loop).
         """
 
     @classmethod

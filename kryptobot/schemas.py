@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Generic, Literal, TypeVar
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
 from kryptobot.data import BAR_COLUMNS, DataSpec, validate_bars
-from kryptobot.data.base import Symbol
+from kryptobot.data.base import Symbol, check_bar_matrix, check_timestamp_order, increasing_datetimes, timestamps_ns
 
 
 #: bars one instance may carry: enough for years of hourly bars in one backtest call, and a
@@ -40,6 +41,18 @@ class Bars(BaseModel):
     def columns(self) -> pd.DataFrame:
         """The bars as a frame, not yet validated (for code that validates them itself)."""
         return pd.DataFrame({name: getattr(self, name) for name in BAR_COLUMNS})
+
+    def arrays(self, field: str = "bars") -> dict[str, np.ndarray]:
+        """The bars' numbers as float64 arrays ``open`` .. ``volume``, after the checks of
+        :meth:`to_frame` (same rules, same errors naming ``field``) without building a frame:
+        the serving path's cost is a few microseconds per column instead of pandas'."""
+        # the timestamps are only checked: in order and in range, most need no conversion
+        stamps = None if increasing_datetimes(self.timestamp) else timestamps_ns(self.timestamp, field)
+        matrix = np.array([self.open, self.high, self.low, self.close, self.volume], dtype=np.float64)
+        check_bar_matrix(matrix, field)
+        if stamps is not None:
+            check_timestamp_order(stamps, field)
+        return dict(zip(BAR_COLUMNS[1:], matrix))
 
     def to_frame(self, field: str = "bars") -> pd.DataFrame:
         """A validated bar frame; raises DataError naming ``field`` (NaN, prices <= 0, order)."""

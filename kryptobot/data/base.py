@@ -1,8 +1,11 @@
 """The market-data interface every provider implements, and the checks on its output."""
 from __future__ import annotations
 
+import operator
 import re
-from typing import Annotated, Protocol, runtime_checkable
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Annotated, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -91,6 +94,11 @@ class MarketDataProvider(Protocol):
     def symbols(self) -> list[str]: ...
 
 
+#: what datetime64[ns] holds (1677-09-21 .. 2262-04-11)
+#: in days, so comparing a coarser unit with it never passes through nanoseconds itself
+_NS_SPAN = (np.datetime64("1677-09-22"), np.datetime64("2262-04-10"))
+
+
 def _timestamps(column: pd.Series, field: str) -> np.ndarray:
     """Timezone-naive UTC datetime64[ns] values of a timestamp column."""
     try:
@@ -103,7 +111,13 @@ def _timestamps(column: pd.Series, field: str) -> np.ndarray:
             column = column.dt.tz_convert("UTC").dt.tz_localize(None)
     except (ValueError, TypeError) as exc:
         raise DataError(f"unparseable timestamp: {exc}", field=f"{field}.timestamp") from exc
-    return column.to_numpy(dtype="datetime64[ns]")
+    values = column.to_numpy()
+    # pandas 2 keeps a coarser unit (us, s) for far dates; casting those to ns wraps silently
+    if values.dtype != np.dtype("datetime64[ns]") and len(values):
+        if values.min() < _NS_SPAN[0] or values.max() > _NS_SPAN[1]:
+            raise DataError(f"timestamp out of range: bars must lie between {_NS_SPAN[0]} and {_NS_SPAN[1]}",
+                            field=f"{field}.timestamp")
+    return values.astype("datetime64[ns]")
 
 
 def validate_bars(bars: pd.DataFrame, field: str = "bars") -> pd.DataFrame:
@@ -112,7 +126,8 @@ def validate_bars(bars: pd.DataFrame, field: str = "bars") -> pd.DataFrame:
     Raises DataError naming ``field`` for: missing columns, non-numeric or non-finite
     values, zero or negative prices, negative volume, a high below its low, unsorted or
     duplicate timestamps.
-    Vectorised: it runs on every /predict with bars, so it must cost well under 1 ms.
+    Vectorised: it runs on every anomaly and forecast /predict, so it must cost well under
+    1 ms (the classifiers check their bars without a frame: ``Bars.arrays``).
     """
     missing = [c for c in BAR_COLUMNS if c not in bars.columns]
     if missing:
@@ -126,24 +141,82 @@ def validate_bars(bars: pd.DataFrame, field: str = "bars") -> pd.DataFrame:
                 values = pd.to_numeric(bars[col]).to_numpy(dtype=np.float64)
             except (ValueError, TypeError) as exc:
                 raise DataError(f"non-numeric values in {col!r}", field=f"{field}.{col}") from exc
-        if not np.isfinite(values).all():
-            raise DataError(f"NaN or infinite values in {col!r}", field=f"{field}.{col}")
-        if col == "volume":
-            if (values < 0).any():
-                raise DataError("negative volume", field=f"{field}.volume")
-        elif (values <= 0).any():
-            raise DataError(f"zero or negative prices in {col!r}", field=f"{field}.{col}")
+        check_bar_column(col, values, field)
         out[col] = values
-    inverted = np.flatnonzero(out["high"] < out["low"])
+    check_high_low(out, field)
+    check_timestamp_order(out["timestamp"], field)
+    return pd.DataFrame(out)
+
+
+def check_bar_values(columns: Mapping[str, np.ndarray], field: str = "bars") -> None:
+    """The rules on the numbers of bars (float64 arrays ``open`` .. ``volume``): finite,
+    prices > 0, volume >= 0, high >= low. Raises DataError naming ``field.<column>``.
+
+    One place for them: :func:`validate_bars` and the serving path's
+    :meth:`kryptobot.schemas.Bars.arrays` both use these checks.
+    """
+    for col in BAR_COLUMNS[1:]:
+        check_bar_column(col, columns[col], field)
+    check_high_low(columns, field)
+
+
+def check_bar_matrix(matrix: np.ndarray, field: str = "bars") -> None:
+    """:func:`check_bar_values` of the rows ``open, high, low, close, volume`` of one float64
+    array: four array operations when the bars pass (the serving path), and the same first
+    error, from ``check_bar_values``, when they do not."""
+    if not (np.isfinite(matrix).all() and (matrix[:4] > 0).all() and (matrix[4] >= 0).all() and (matrix[1] >= matrix[2]).all()):
+        check_bar_values(dict(zip(BAR_COLUMNS[1:], matrix)), field)
+
+
+def check_bar_column(col: str, values: np.ndarray, field: str = "bars") -> None:
+    if not np.isfinite(values).all():
+        raise DataError(f"NaN or infinite values in {col!r}", field=f"{field}.{col}")
+    if col == "volume":
+        if (values < 0).any():
+            raise DataError("negative volume", field=f"{field}.volume")
+    elif (values <= 0).any():
+        raise DataError(f"zero or negative prices in {col!r}", field=f"{field}.{col}")
+
+
+def check_high_low(columns: Mapping[str, np.ndarray], field: str = "bars") -> None:
+    inverted = np.flatnonzero(columns["high"] < columns["low"])
     if len(inverted):
         # every range-based input (ATR, Bollinger width, the anomaly detector's range) needs high >= low
         raise DataError(f"high below low at {len(inverted)} bar(s), the first at index {int(inverted[0])}", field=f"{field}.high")
-    steps = np.diff(out["timestamp"]).astype(np.int64)
-    if (steps == 0).any() or len(np.unique(out["timestamp"])) != len(out["timestamp"]):
+
+
+def check_timestamp_order(timestamps: np.ndarray, field: str = "bars") -> None:
+    """Strictly increasing ``datetime64[ns]`` timestamps, or DataError naming ``field.timestamp``."""
+    steps = np.diff(timestamps).astype(np.int64)
+    if (steps == 0).any() or len(np.unique(timestamps)) != len(timestamps):
         raise DataError("duplicate timestamps", field=f"{field}.timestamp")
     if (steps < 0).any():
         raise DataError("timestamps are not sorted ascending", field=f"{field}.timestamp")
-    return pd.DataFrame(out)
+
+
+#: where :func:`increasing_datetimes` vouches for timestamps: well inside what datetime64[ns] holds
+_SAFE_SPAN = (datetime(1700, 1, 1), datetime(2200, 1, 1))
+_SAFE_SPAN_UTC = tuple(t.replace(tzinfo=timezone.utc) for t in _SAFE_SPAN)
+
+
+def increasing_datetimes(values: Sequence[datetime]) -> bool:
+    """True when ``values`` (datetimes, all naive or all aware) are each later than the one
+    before and within 1700..2200: then :func:`check_timestamp_order` would pass them, and
+    the serving path skips converting them. Costs microseconds; False decides nothing
+    (convert with :func:`timestamps_ns` and check)."""
+    if not values:
+        return True
+    low, high = _SAFE_SPAN if values[0].tzinfo is None else _SAFE_SPAN_UTC
+    try:
+        return low <= values[0] and values[-1] < high and all(map(operator.lt, values, values[1:]))
+    except TypeError:  # naive and aware mixed: they do not compare
+        return False
+
+
+def timestamps_ns(values, field: str = "bars") -> np.ndarray:
+    """Timezone-naive UTC ``datetime64[ns]`` of a sequence of timestamps (datetimes, ISO
+    strings; naive ones are UTC), or DataError naming ``field.timestamp``."""
+    return _timestamps(pd.Series(values), field)  # inferred as a frame's column would be
 
 
 def slice_range(bars: pd.DataFrame, start=None, end=None) -> pd.DataFrame:

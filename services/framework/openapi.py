@@ -39,6 +39,7 @@ ERROR_DESCRIPTIONS = {
     422: "Invalid input: `field` names the first invalid input, `errors` lists each one",
     500: "Unexpected error: a bug, or a stored artifact that fails its hash check",
     503: "Not ready (no active model), or a service it depends on is unavailable",
+    507: "The model store's disk is full: nothing was half written, the active model keeps serving",
 }
 DEFAULT_DESCRIPTION = "Error"
 

@@ -14,12 +14,14 @@ from kryptobot.errors import ModelNotReady, NotFound
 from kryptobot.runtime import JobKind, ModelRuntime
 from kryptobot.schemas import PredictResponse
 from services.framework.auth import ApiKey
-from services.framework.encoding import ServiceJSONResponse
+from services.framework.encoding import FastJSONRoute, ServiceJSONResponse
+from services.framework.openapi import error_responses
 from services.framework.registry import ModelRegistry
 from services.framework.schemas import JobStatus, ModelInfo, ModelList, job_status
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
+    # async: FastAPI runs a plain function dependency in a worker thread, a hop per request
     return request.app.state.svc
 
 
@@ -39,11 +41,12 @@ def add_model_routes(app: FastAPI, runtime_cls: type[ModelRuntime], max_batch: i
 
 def _add_ready_route(app: FastAPI) -> None:
     @app.get("/health/ready", tags=["health"], summary="200 when an active model is loaded")
-    async def ready(registry: Registry):
+    async def ready(registry: Registry, request: Request):
         if registry.models:
             body = {"status": "ready", "model_versions": registry.versions()}
             if registry.fallbacks:
                 body["fallbacks"] = registry.fallbacks
+            body["replication"] = request.app.state.replicator.status()  # services/framework/replication.py
             return body
         reason = "; ".join(f"{k}: {v}" for k, v in registry.load_errors.items()) or registry.not_ready_detail() or NO_MODEL
         return JSONResponse({"status": "not ready", "error": "ModelNotReady", "detail": reason}, status_code=503)
@@ -61,18 +64,31 @@ def _add_predict_route(app: FastAPI, runtime_cls: type[ModelRuntime], max_batch:
     config = ConfigDict(extra="forbid", json_schema_extra={"examples": [runtime_cls.predict_example()]})
     title = runtime_cls.name.title()
     PredictRequest = create_model(f"{title}PredictRequest", __config__=config, **fields)
-    @app.post("/predict", tags=["predict"], response_model=PredictResponse[runtime_cls.Prediction], summary="Score a batch of instances")
-    async def predict(request: PredictRequest, registry: Registry):
+    inline_bytes = runtime_cls.inline_predict_bytes
+
+    async def predict(request: PredictRequest, registry: Registry, http: Request):
         models = registry.models  # one snapshot for the whole batch, even if a switch happens now
         if not models:
             raise ModelNotReady(registry.not_ready_detail() or NO_MODEL, field="model")
         options = getattr(request, "options", None)
-        results = await run_in_threadpool(registry.runtime.predict, models, request.instances, options)
+        if len(await http.body()) <= inline_bytes:  # read once already: FastAPI keeps it
+            # a small body is scored on the event loop: the hop to a worker thread and back
+            # would cost as much as the scoring (ModelRuntime.inline_predict_bytes)
+            results = registry.runtime.predict(models, request.instances, options)
+        else:
+            results = await run_in_threadpool(registry.runtime.predict, models, request.instances, options)
         registry.metrics.predictions.labels(registry.runtime.name).inc(len(results))
         versions = registry.versions(models)
         # Returned as a ready response: the runtime builds plain dicts of the declared shape,
         # and re-validating them through the response model would cost more than the model.
         return ServiceJSONResponse({"predictions": results, "model_version": "+".join(versions.values()), "model_versions": versions})
+
+    # FastJSONRoute: the body (~14 KB for a raw-bars instance) decoded by pydantic-core
+    # rather than the json module, the rest (validation, errors, OpenAPI) FastAPI's own
+    app.router.add_api_route(
+        "/predict", predict, methods=["POST"], tags=["predict"], response_model=PredictResponse[runtime_cls.Prediction],
+        summary="Score a batch of instances", route_class_override=FastJSONRoute,
+    )
 
 
 def _add_job_route(app: FastAPI, kind: JobKind) -> None:
@@ -90,7 +106,7 @@ def _add_job_route(app: FastAPI, kind: JobKind) -> None:
         response_model=JobStatus,
         summary=kind.summary,
         dependencies=[ApiKey],
-        responses={409: {"description": "a job is already running"}},
+        responses={409: {"description": "a job is already running"}, **error_responses(507)},
     )(start_job)
 
 
@@ -127,7 +143,8 @@ def _add_version_routes(app: FastAPI) -> None:
         return {"models": [_info(registry, m, m["version"] in active) for m in registry.store.versions()]}
 
     @app.post(
-        "/models/{version}/activate", tags=["models"], response_model=ModelInfo, dependencies=[ApiKey], summary="Promote or roll back"
+        "/models/{version}/activate", tags=["models"], response_model=ModelInfo, dependencies=[ApiKey], summary="Promote or roll back",
+        responses=error_responses(507),  # the pointer is written to the store's disk
     )
     async def activate_version(version: Version, registry: Registry):
         registry.store.version_dir(version)  # 404/422 before any loading

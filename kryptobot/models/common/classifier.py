@@ -21,7 +21,7 @@ import numpy as np
 
 from kryptobot.errors import InvalidInput
 from kryptobot.evaluation import classification_metrics, walk_forward_predictions
-from kryptobot.features import FEATURE_NAMES, FeatureParams, latest_features, validate_feature_dict
+from kryptobot.features import FEATURE_NAMES, FeatureParams, latest_features_of, validate_feature_dict
 from kryptobot.labels import build_meta_dataset
 from kryptobot.models.common.configs import EvaluationConfig, LabelConfig
 from kryptobot.promotion import Verdict, judge_metadata
@@ -128,8 +128,9 @@ def instances_to_matrix(instances: Sequence, features: Sequence[str], feature_pa
         if inst.features is not None:
             values = validate_feature_dict(inst.features, list(features), field=f"instances[{i}].features")
         else:
-            # latest_features validates the bars itself: validating here too would double the cost
-            computed = latest_features(inst.bars.columns(), feature_params, field=f"instances[{i}].bars")
+            field = f"instances[{i}].bars"
+            # the checked arrays, no frame: pandas would cost more than the features themselves
+            computed = latest_features_of(inst.bars.arrays(field), feature_params, field=field)
             values = np.array([computed[name] for name in features], dtype=np.float64)
         rows[i, :-1] = values
         rows[i, -1] = 1.0 if inst.side == "buy" else -1.0
