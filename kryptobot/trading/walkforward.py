@@ -16,13 +16,13 @@ time limit, the labels' horizon, as the services' own walk-forward evaluations u
 
 This module plans the folds, trains a fold's layers and measures each layer on the fold's
 days; the trader (``services.trader.backtest``) scores the days with the same calls a
-plain backtest makes and runs the folds in parallel through joblib.
+plain backtest makes and runs the folds in parallel where :mod:`kryptobot.parallel` says
+(this machine's processes, or a Ray cluster).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -55,7 +55,8 @@ class WalkForwardSpec(BaseModel):
                                                                        "(default: the strategy's max_holding_bars, the labels' horizon)")
     training: dict[str, dict] = Field(default_factory=dict, description="per layer, POST /train fields (all but data) in place of "
                                                                         "the defaults, e.g. {\"signal\": {\"model\": {\"n_estimators\": 50}}}")
-    n_jobs: int | None = Field(None, ge=1, le=256, description="folds trained at once, each in its own process (default: one per core)")
+    n_jobs: int | None = Field(None, ge=1, le=256, description="folds trained at once, each in its own process (default: one per "
+                                                                "core, of this machine or of the Ray cluster at KRYPTOBOT_RAY_ADDRESS)")
 
     @field_validator("training")
     @classmethod
@@ -70,9 +71,6 @@ class WalkForwardSpec(BaseModel):
 
     def embargo(self, max_holding_bars: int) -> int:
         return self.embargo_bars if self.embargo_bars is not None else max_holding_bars
-
-    def workers(self, folds: int) -> int:
-        return max(1, min(folds, self.n_jobs or os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
