@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,6 +13,30 @@ from pathlib import Path
 def utc_now() -> str:
     """Now, as the ISO-8601 UTC timestamp every record (jobs, versions, orders) carries."""
     return datetime.now(timezone.utc).isoformat()
+
+
+def writer_tag() -> str:
+    """``~<host>-<pid>~``: names a temp file or directory after the process writing it, so
+    a restarted service can tell one its dead writer abandoned (:func:`writer_gone`)."""
+    return f"~{socket.gethostname()}-{os.getpid()}~"
+
+
+_WRITER_RE = re.compile(r"~(?P<host>[^~]+)-(?P<pid>\d+)~")
+
+
+def writer_gone(name: str) -> bool:
+    """Whether ``name`` carries a :func:`writer_tag` of this host whose process no longer
+    runs (False when it cannot tell: another host's, or a name without a tag)."""
+    match = _WRITER_RE.search(name)
+    if not match or match["host"] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(match["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -24,7 +50,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """:func:`atomic_write_text` for binary content (a Parquet file, say)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{writer_tag()}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -41,20 +41,24 @@ def import_runtime(path: str):
 class JobRunner:
     """Starts, tracks and cancels one service's training jobs (at most one at a time)."""
 
-    def __init__(self, runtime_path: str, settings: Settings, store: ModelStore):
+    def __init__(self, runtime_path: str, settings: Settings, store: ModelStore, fail_orphans: bool = True):
+        """``fail_orphans=False`` when other replicas share the store: one of them may be
+        running a job now, so only unreadable records are replaced; the caller runs
+        :meth:`fail_orphans` when no job can be running."""
         self.runtime_path = runtime_path
         self.settings = settings
         self.store = store
         self.dir = store.dir / "jobs"
         self.dir.mkdir(parents=True, exist_ok=True)
         self._procs: dict[str, subprocess.Popen] = {}
-        self._fail_orphans()
+        self.fail_orphans(running=fail_orphans)
         self.prune(settings.keep_jobs)
 
     def start(self, kind: str, config: dict) -> dict:
         running = self.running()
         if running is not None:
             raise Conflict(f"training job {running['id']} is still {running['state']}", field="job")
+        self.prune(self.settings.keep_jobs)  # here too: a service may run for months between restarts
         job_id = uuid.uuid4().hex[:12]
         record = {
             "id": job_id,
@@ -79,15 +83,26 @@ class JobRunner:
             "market_data_dir": str(self.settings.market_data_dir),
             "config_dir": str(self.settings.config_dir),
         }
-        atomic_write_json(self._spec_path(job_id), spec)
-        atomic_write_json(self._path(job_id), record)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kryptobot.jobs", str(self._path(job_id))],
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C to the service must not kill a job half-way
-        )
+        proc = None
+        try:
+            atomic_write_json(self._spec_path(job_id), spec)
+            atomic_write_json(self._path(job_id), record)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "kryptobot.jobs", str(self._path(job_id))],
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C to the service must not kill a job half-way
+            )
+            record = self.update(job_id, pid=proc.pid)
+        except OSError:
+            # a full disk: no half-made job may stay behind, least of all a child nobody
+            # watches (it would leave its record `trained`, refusing every later job)
+            if proc is not None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            self._spec_path(job_id).unlink(missing_ok=True)
+            self._path(job_id).unlink(missing_ok=True)
+            raise
         self._procs[job_id] = proc
-        record = self.update(job_id, pid=proc.pid)
         return record
 
     def get(self, job_id: str) -> dict:
@@ -97,8 +112,9 @@ class JobRunner:
         record = json.loads(path.read_text())
         proc = self._procs.get(job_id)
         if record["state"] in ("queued", "running") and proc is not None and proc.poll() is not None:
-            # The child exited without reporting an end: killed or crashed hard.
+            # The child exited without reporting an end: killed or crashed hard, maybe mid-write.
             code = proc.returncode
+            self.store.remove_stale_staging()
             record = self.update(
                 job_id,
                 state="failed",
@@ -127,6 +143,7 @@ class JobRunner:
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            self.store.remove_stale_staging()  # what it was writing when killed
         return self.update(job_id, state="cancelled", error="cancelled by request", finished_at=utc_now())
 
     def wait(self, job_id: str, timeout: float | None = None) -> dict:
@@ -152,10 +169,11 @@ class JobRunner:
             self._procs.pop(record["id"], None)
         return len(old)
 
-    def _fail_orphans(self) -> None:
+    def fail_orphans(self, running: bool = True) -> None:
         """Jobs left queued, running or trained by a previous process of this service can
         never finish (their watcher died with it); an unreadable record (a torn write, a
-        full disk) becomes a failed one instead of stopping the service from starting."""
+        full disk) becomes a failed one instead of stopping the service from starting.
+        ``running=True`` only when no process sharing the store can be running a job."""
         for path in self.dir.glob("*.json"):
             if path.name.endswith(".spec.json"):
                 continue
@@ -166,7 +184,8 @@ class JobRunner:
             except (OSError, ValueError) as exc:
                 atomic_write_json(path, _unreadable_record(path.stem, exc))
                 continue
-            if record["state"] in ACTIVE_STATES:
+            if running and record["state"] in ACTIVE_STATES:
+                _kill_orphan(record.get("pid"), path)  # else it would write its states over this one
                 record.update(state="failed", error="interrupted: the service restarted", finished_at=utc_now())
                 atomic_write_json(path, record)
 
@@ -177,12 +196,39 @@ class JobRunner:
         return self.dir / f"{job_id}.spec.json"
 
 
+def _kill_orphan(pid: int | None, job_file: Path) -> None:
+    """SIGKILL the process group of a job whose service died, when it still runs here: the
+    pid must be a ``kryptobot.jobs`` process of this very job file, not a reused pid."""
+    try:
+        argv = Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0")
+    except (OSError, TypeError, ValueError):
+        return  # gone, or on another host (a replica's), or no /proc
+    if b"kryptobot.jobs" in argv and str(job_file).encode() in argv:
+        try:
+            os.killpg(int(pid), signal.SIGKILL)  # its own session: the group is the job
+        except ProcessLookupError:
+            pass
+
+
 def _unreadable_record(job_id: str, exc: Exception) -> dict:
     return {
         "id": job_id, "kind": "unknown", "state": "failed", "progress": 0.0, "message": None,
         "config": {}, "metrics": None, "error": f"the job record was unreadable ({exc}); replaced at start-up",
         "versions": [], "created_at": utc_now(), "started_at": None, "finished_at": utc_now(), "pid": None,
     }
+
+
+class JobAbandoned(SystemExit):
+    """The job's record already ended (failed by a restarted service, cancelled): its
+    process stops without writing, so an orphan never brings its job back to life."""
+
+
+def _own_record(job_file: Path) -> dict:
+    """The job's record, as the job process may still change it."""
+    record = json.loads(job_file.read_text())
+    if record.get("state") in FINAL_STATES:
+        raise JobAbandoned(f"job {record.get('id')} is already {record['state']}: stopping without writing")
+    return record
 
 
 class _ChildReporter:
@@ -197,7 +243,7 @@ class _ChildReporter:
         if not force and now - self._last < 0.25:
             return
         self._last = now
-        record = json.loads(self.path.read_text())
+        record = _own_record(self.path)
         if fraction is not None:
             record["progress"] = round(max(0.0, min(1.0, float(fraction))), 4)
         if message is not None:
@@ -217,7 +263,7 @@ def run_job(job_file: Path) -> int:
     report = _ChildReporter(job_file)
 
     def finish(**changes):
-        rec = json.loads(job_file.read_text())
+        rec = _own_record(job_file)
         rec.update(changes, finished_at=utc_now() if changes.get("state") != "trained" else None)
         atomic_write_json(job_file, rec)
 

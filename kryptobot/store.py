@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Iterator
 
 from kryptobot.errors import IntegrityError, InvalidInput, NotFound
-from kryptobot.files import atomic_write_json
+from kryptobot.files import atomic_write_json, writer_tag, writer_gone
 
 log = logging.getLogger("kryptobot.store")
 SIGNATURE_ALG = "HMAC-SHA256"
@@ -134,7 +134,8 @@ class ModelStore:
 
         Commit with :meth:`commit` inside the ``with`` block.
         """
-        tmp = Path(tempfile.mkdtemp(prefix=f".staging-{line}-", dir=self.dir))
+        # named after its writer, so a restarted service can tell an abandoned one at once
+        tmp = Path(tempfile.mkdtemp(prefix=f".staging-{line}-{writer_tag()}-", dir=self.dir))
         try:
             yield StagedVersion(tmp)
         finally:
@@ -262,12 +263,22 @@ class ModelStore:
         return sorted(out, key=lambda m: (m["line"], int(VERSION_RE.match(m["version"])["n"])))
 
     def remove_stale_staging(self, older_than: float = STALE_STAGING_SECONDS) -> list[str]:
-        """Staging directories left by a training process that was killed mid-save."""
+        """Staging directories left by a training process killed mid-save, and temp files of
+        atomic writes (pointers, job records, promotion verdicts) left by any process killed
+        mid-write: at once when their writer was a process of this host that is gone, else
+        after ``older_than`` seconds (a replica elsewhere may still be writing one)."""
         removed = []
-        for path in self.dir.glob(".staging-*"):
-            if path.is_dir() and time.time() - path.stat().st_mtime > older_than:
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path.name)
+        places = [self.dir, self.dir / "jobs", *(p for p in self.dir.iterdir() if VERSION_RE.match(p.name))]
+        for path in (p for place in places if place.is_dir() for p in place.glob(".*")):
+            staging = path.name.startswith(".staging-") and path.is_dir()
+            if not (staging or (path.is_file() and "~" in path.name)):
+                continue
+            if writer_gone(path.name) or time.time() - path.stat().st_mtime > older_than:
+                if staging:
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(str(path.relative_to(self.dir)))
         return removed
 
     def version_dir(self, version: str) -> Path:

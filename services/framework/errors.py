@@ -1,6 +1,7 @@
 """One JSON error shape for every 4xx/5xx: ``{"error", "detail", "field"?, "errors"?, "request_id"}``."""
 from __future__ import annotations
 
+import errno
 import logging
 
 from fastapi import FastAPI, Request
@@ -31,6 +32,9 @@ def _body(request: Request, status: int, payload: dict, headers: dict[str, str] 
     payload["request_id"] = getattr(request.state, "request_id", None)
     return JSONResponse(payload, status_code=status, headers=headers)
 
+
+#: a write refused for want of room (full disk, quota, file-size limit): the caller can retry later
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -69,6 +73,14 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:  # RFC 9110: a 405 lists the methods the path has
             headers["Allow"] = _allowed_methods(request)
         return _body(request, exc.status_code, {"error": "HTTPError", "detail": str(exc.detail)}, headers)
+
+    @app.exception_handler(OSError)
+    async def os_error(request: Request, exc: OSError):
+        if exc.errno not in NO_ROOM:
+            return await unexpected(request, exc)
+        log.error("no room to write on %s %s: %s", request.method, request.url.path, exc)
+        return _body(request, 507, {"error": "InsufficientStorage",
+                                    "detail": "the service's disk is full; nothing was changed, try again once there is room"})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):

@@ -18,7 +18,7 @@ from kryptobot.errors import KryptoError
 from kryptobot.trading.decisions import Layers
 from kryptobot.trading.settings import TraderConfig
 from services.framework.schemas import ModelInfo
-from services.trader.clients import ModelClient
+from services.trader.clients import Deadline, ModelClient
 from services.trader.thresholds import auto_layers
 
 ActiveModels = dict[str, list[ModelInfo] | None]  # layer -> GET /model's versions (None: no answer)
@@ -31,11 +31,12 @@ def needed(config: TraderConfig, layers: Layers) -> list[str]:
     return [n for n in layers.enabled() if n in wanted]
 
 
-async def fetch(clients: Mapping[str, ModelClient], names: Sequence[str], request_id: str | None) -> ActiveModels:
-    """GET /model of each named service, concurrently; a service that cannot answer gives None."""
+async def fetch(clients: Mapping[str, ModelClient], names: Sequence[str], request_id: str | None,
+                deadline: Deadline | None = None) -> ActiveModels:
+    """GET /model of each named service, concurrently, within ``deadline``; a service that cannot answer gives None."""
     async def one(name: str) -> list[ModelInfo] | None:
         try:
-            return list((await clients[name].model(request_id)).models)
+            return list((await clients[name].model(request_id, deadline)).models)
         except KryptoError:
             return None
 

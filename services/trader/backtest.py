@@ -11,13 +11,14 @@ of the range in one call; forecast: a forecast per bar with ``options.rolling``)
 * A walk-forward backtest (:func:`walk_forward`) trains every layer the modes use before
   each fold on the bars before it (:mod:`kryptobot.trading.walkforward`), and sends the
   same calls to those versions in the fold's process (:class:`InProcessClient`). Folds
-  run in parallel through joblib (loky processes by default; with
-  ``joblib.parallel_config(backend="ray")`` around the call, on a Ray cluster):
-  :func:`run_fold` is a top-level function of plain values, so any backend can ship it.
+  run in parallel where :mod:`kryptobot.parallel` says (this machine's processes, or the
+  Ray cluster at ``KRYPTOBOT_RAY_ADDRESS``): :func:`run_fold` is a top-level function of
+  plain values, so either can ship it.
 """
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import tempfile
 import threading
@@ -28,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
 from pydantic import BaseModel, ValidationError
 
+from kryptobot import parallel
 from kryptobot.data import DataSpec, get_provider
 from kryptobot.data.timeframes import periods_per_year
 from kryptobot.errors import InvalidInput, KryptoError
@@ -43,7 +44,16 @@ from kryptobot.models.signal.schemas import SignalTrainConfig
 from kryptobot.schemas import Bars
 from kryptobot.settings import Settings
 from kryptobot.trading import walkforward as wf
-from kryptobot.trading.backtest import WARMUP_BARS, BacktestRequest, Replay, SymbolHistory, output_summary, replay, symbol_history
+from kryptobot.trading.backtest import (
+    WARMUP_BARS,
+    BacktestRequest,
+    Replay,
+    SymbolHistory,
+    output_summary,
+    replay,
+    symbol_history,
+    write_reports,
+)
 from kryptobot.trading.decisions import LAYERS, outputs_from
 from kryptobot.trading.settings import StrategySettings, TraderConfig
 from services.framework.schemas import ModelInfo
@@ -53,6 +63,7 @@ from services.trader.thresholds import resolve_thresholds
 from services.trader.inprocess import InProcessClient
 
 BACKTEST_TIMEOUT_SECONDS = 300.0  # one whole-history batch per service and symbol
+RUN_REPORT_RE = re.compile(r"^backtest_(?P<id>[0-9a-f]{12})\.json$")  # one run's report (not the latest's copy)
 _ONE_AT_A_TIME = threading.Lock()
 #: each layer's ``POST /train`` body schema: a walk-forward's training overrides are checked against it
 TRAIN_CONFIGS: dict[str, type[BaseModel]] = {
@@ -273,17 +284,18 @@ def walk_forward(request: BacktestRequest, config: TraderConfig, settings: Setti
     started = time.perf_counter()
     store = Path(tempfile.mkdtemp(prefix="kryptobot-walkforward-"))
     try:
+        # absolute paths: a fold may run in a process whose working directory is not this one's
         tasks = [FoldTask(fold, market.model_dump(mode="json", exclude={"start", "end"}), (first.isoformat(), last.isoformat()),
                           tuple(layers), training, strategy.model_dump(mode="json"),
-                          {"models_dir": str(store / f"fold-{fold.index}"), "config_dir": str(settings.config_dir),
-                           "csv_dir": None if settings.csv_dir is None else str(settings.csv_dir),
-                           "market_data_dir": str(settings.market_data_dir)},
+                          {"models_dir": str(store / f"fold-{fold.index}"), "config_dir": str(settings.config_dir.resolve()),
+                           "csv_dir": None if settings.csv_dir is None else str(settings.csv_dir.resolve()),
+                           "market_data_dir": str(settings.market_data_dir.resolve())},
                           max_batch) for fold in folds]
-        # no backend named here: loky unless the caller chose one (joblib.parallel_config);
+        pool = parallel.workers(settings.ray_address)
         # one walk-forward at a time: a second one waits rather than doubling the processes
         with _ONE_AT_A_TIME:
-            scored = (Parallel(n_jobs=spec.workers(len(tasks)))(delayed(run_fold)(task) for task in tasks) if layers
-                      else [{"outputs": {}, "layers": {}, "seconds": 0.0} for _ in tasks])  # technical only: nothing to train
+            scored = (pool.map(run_fold, tasks, spec.n_jobs) if layers
+                      else [{"outputs": {}, "layers": {}, "seconds": 0.0, "worker": None} for _ in tasks])  # technical only
     finally:
         shutil.rmtree(store, ignore_errors=True)
     wall = time.perf_counter() - started
@@ -313,8 +325,9 @@ def walk_forward(request: BacktestRequest, config: TraderConfig, settings: Setti
         "model_versions": {n: f"retrained for each of the {len(folds)} folds: see folds[].layers.{n}" for n in layers},
         "bars": sum(len(b) for b in traded.values()),
         "model_outputs": output_summary(histories),
-        "walk_forward": {**spec.model_dump(), "embargo_bars": embargo, "n_jobs": spec.workers(len(folds)), "folds": len(folds)},
-        "folds": [{**fold.summary(), "layers": s["layers"], "thresholds": t, **r, "seconds": s["seconds"]}
+        "walk_forward": {**spec.model_dump(), "embargo_bars": embargo, "n_jobs": pool.count(spec.n_jobs, len(folds)),
+                         "folds": len(folds), "ran_on": pool.summary()},
+        "folds": [{**fold.summary(), "layers": s["layers"], "thresholds": t, **r, "seconds": s["seconds"], "worker": s["worker"]}
                   for fold, s, r, t in zip(folds, scored, per_fold, thresholds)],
         "timing": {"wall_seconds": wall, "fold_seconds_mean": sum(s["seconds"] for s in scored) / len(scored),
                    "fold_seconds": [s["seconds"] for s in scored]},
@@ -342,8 +355,17 @@ def run_fold(task: FoldTask) -> dict:
     Returns the fold's outputs per symbol and day, and per layer its versions (hashes),
     what its training measured, and its out-of-sample metrics on the fold's days; a layer
     that fails to train is reported with the error and is unavailable in this fold (its
-    decisions are then ``degraded``, as with a service that is down).
+    decisions are then ``degraded``, as with a service that is down), and where the fold
+    ran (:func:`kryptobot.parallel.worker_info`). The fold's store is removed at the end:
+    on a cluster it lies on the node that ran the fold.
     """
+    try:
+        return _run_fold(task)
+    finally:
+        shutil.rmtree(task.settings["models_dir"], ignore_errors=True)
+
+
+def _run_fold(task: FoldTask) -> dict:
     started = time.perf_counter()
     fold = task.fold
     settings = Settings(**task.settings)
@@ -379,7 +401,8 @@ def run_fold(task: FoldTask) -> dict:
     for name, info in infos.items():
         layers[name]["out_of_sample"] = _layer_oos(name, info, full, outputs)
     return {"outputs": outputs, "layers": layers, "infos": {n: i for n, i in infos.items() if i is not None},
-            "score_seconds": time.perf_counter() - scored, "seconds": time.perf_counter() - started}
+            "score_seconds": time.perf_counter() - scored, "seconds": time.perf_counter() - started,
+            "worker": parallel.worker_info()}
 
 
 def _layer_oos(name: str, info: ModelInfo, histories: dict[str, SymbolHistory], outputs: dict) -> dict | None:
@@ -402,3 +425,24 @@ def _layer_oos(name: str, info: ModelInfo, histories: dict[str, SymbolHistory], 
         return wf.forecast_oos(*(np.concatenate(column) for column in zip(*parts)), horizon=horizon)
     readings = [o for a in answers.values() for o in a.values()]
     return wf.anomaly_oos([o.anomaly for o in readings], [o.anomaly_score for o in readings])
+
+
+def save_reports(report: dict, directory: Path, keep: int) -> list[str]:
+    """Write the run's reports (:func:`~kryptobot.trading.backtest.write_reports`), then keep
+    the reports of the newest ``keep`` runs only; the names written."""
+    names = write_reports(report, directory)
+    prune_reports(directory, keep)
+    return names
+
+
+def prune_reports(directory: Path, keep: int) -> list[str]:
+    """Delete ``backtest_<id>.json`` and ``equity_curve_<id>.png`` of every run but the newest
+    ``keep`` (by the report's modification time); ``backtest_report.json`` and
+    ``equity_curve.png``, the latest run's copies, stay. The ids deleted, oldest first."""
+    runs = sorted(((path.stat().st_mtime_ns, match["id"]) for path in directory.iterdir()
+                   if (match := RUN_REPORT_RE.match(path.name))), reverse=True)
+    gone = [run_id for _, run_id in runs[keep:]]
+    for run_id in gone:
+        for name in (f"backtest_{run_id}.json", f"equity_curve_{run_id}.png"):
+            (directory / name).unlink(missing_ok=True)  # a run's reports may be read while they go: a 404 then
+    return gone[::-1]

@@ -1,16 +1,23 @@
 """HTTP clients for the model services: timeouts, bounded retries with backoff, and a
 circuit breaker per service so a dead service costs one fast failure, not a timeout
 per symbol per cycle.
+
+A cycle's calls share one :class:`Deadline`: each request gets ``min(timeout, time left)``
+as a whole (sending, waiting and reading the body: httpx's own timeouts are per read, so a
+service that trickles a byte a second would never trip them), and no try or retry starts
+once the time left cannot hold it. A call the deadline stopped raises
+:class:`DeadlineReached`, a ServiceUnavailable.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from kryptobot.errors import InvalidInput, ServiceUnavailable
 from kryptobot.schemas import PredictResponse
@@ -21,7 +28,28 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class _Retryable(Exception):
-    """A failure worth another try: connection trouble or a 5xx."""
+    """A failure worth another try: connection trouble, a 5xx, no whole answer in time."""
+
+
+class DeadlineReached(ServiceUnavailable):
+    """The cycle's deadline came before the service answered (or before it could be asked)."""
+
+
+class Deadline:
+    """When a cycle must be done by: ``Deadline(seconds)`` from now, on the monotonic clock."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
+        self.seconds = seconds
+        self._clock = clock
+        self.at = clock() + seconds
+
+    def left(self) -> float:
+        """Seconds left (0 once passed)."""
+        return max(0.0, self.at - self._clock())
+
+    def reached(self, name: str) -> DeadlineReached:
+        """The error a call stopped by this deadline raises; its message starts with ``deadline``."""
+        return DeadlineReached(f"deadline: the cycle's {self.seconds:g} s ran out before {name} answered", field=name)
 
 
 @dataclass
@@ -61,6 +89,11 @@ class CircuitBreaker:
     def success(self) -> None:
         self.failures, self.opened_at, self.trial_started = 0, None, None
 
+    def abandoned(self) -> None:
+        """A call stopped for a reason of ours (the cycle's deadline): no verdict on the
+        service, and a half-open circuit's trial slot is free for the next call."""
+        self.trial_started = None
+
     def failure(self) -> None:
         self.failures += 1
         if self.failures >= self.threshold or self.trial_started is not None:
@@ -79,31 +112,33 @@ class ModelClient:
         self.retries = retries
         self.breaker = breaker or CircuitBreaker()
 
-    async def predict(self, body: dict, request_id: str | None = None) -> PredictResponse:
+    async def predict(self, body: dict, request_id: str | None = None, deadline: Deadline | None = None) -> PredictResponse:
         """The answer, parsed with the service's own ``PredictResponse[Prediction]``."""
-        return await self._call("POST", "/predict", body, request_id, PredictResponse[PREDICTIONS[self.name]])
+        return await self._call("POST", "/predict", body, request_id, PredictResponse[PREDICTIONS[self.name]], deadline)
 
-    async def model(self, request_id: str | None = None) -> ModelList:
-        return await self._call("GET", "/model", None, request_id, ModelList)
+    async def model(self, request_id: str | None = None, deadline: Deadline | None = None) -> ModelList:
+        return await self._call("GET", "/model", None, request_id, ModelList, deadline)
 
-    async def _call(self, method: str, path: str, body: dict | None, request_id: str | None, schema: type[M]) -> M:
+    async def _call(self, method: str, path: str, body: dict | None, request_id: str | None, schema: type[M],
+                    deadline: Deadline | None = None) -> M:
+        if deadline is not None and deadline.left() <= 0:
+            raise deadline.reached(self.name)  # not asked: says nothing about the service's health
         if not self.breaker.allow():
             raise ServiceUnavailable(f"{self.name} circuit open after repeated failures", field=self.name)
         headers = {"X-Request-ID": request_id} if request_id else {}
         try:
             async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.retries + 1),
+                stop=stop_after_attempt(self.retries + 1) | _out_of_time(deadline),
                 wait=wait_exponential(multiplier=0.05, max=1.0),
                 retry=retry_if_exception_type(_Retryable),
                 reraise=True,
             ):
                 with attempt:
-                    try:
-                        resp = await self.http.request(method, self.base_url + path, json=body, headers=headers, timeout=self.timeout)
-                    except httpx.HTTPError as exc:
-                        raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
-                    if resp.status_code >= 500:
-                        raise _Retryable(f"HTTP {resp.status_code}: {resp.text[:200]}")
+                    resp = await self._request(method, path, body, headers, deadline)
+        except DeadlineReached:
+            # cut short by the cycle's clock, not by the service's own timeout
+            self.breaker.abandoned()
+            raise
         except _Retryable as exc:
             self.breaker.failure()
             raise ServiceUnavailable(f"{self.name} unavailable: {exc}", field=self.name) from exc
@@ -122,6 +157,32 @@ class ModelClient:
             raise ServiceUnavailable(f"{self.name} answered a malformed {path} body: {_first_error(exc)}", field=self.name) from exc
         self.breaker.success()
         return answer
+
+    async def _request(self, method: str, path: str, body: dict | None, headers: dict, deadline: Deadline | None) -> httpx.Response:
+        """One try, the whole of it within ``min(timeout, time left)``."""
+        budget = self.timeout if deadline is None else min(self.timeout, deadline.left())
+        if budget <= 0:
+            raise deadline.reached(self.name)
+        try:
+            async with asyncio.timeout(budget):
+                resp = await self.http.request(method, self.base_url + path, json=body, headers=headers, timeout=self.timeout)
+        except TimeoutError as exc:
+            if budget < self.timeout:
+                raise deadline.reached(self.name) from exc
+            raise _Retryable(f"no whole answer in {self.timeout:g} s") from exc
+        except httpx.HTTPError as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        if resp.status_code >= 500:
+            raise _Retryable(f"HTTP {resp.status_code}: {resp.text[:200]}")
+        return resp
+
+
+def _out_of_time(deadline: Deadline | None):
+    """Stop retrying when the backoff before the next try would use up the time left."""
+    def stop(state: RetryCallState) -> bool:
+        return deadline is not None and deadline.left() <= state.upcoming_sleep
+
+    return stop
 
 
 def _first_error(exc: ValidationError) -> str:

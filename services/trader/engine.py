@@ -4,6 +4,12 @@ Symbols are processed concurrently; each asks only the services its decision can
 (entry candidates: signal, ensemble, anomaly; every symbol: the cached forecast). Before
 deciding, a cycle reads the active versions it needs (:mod:`.active_models`): thresholds
 set to "auto" become numbers (:mod:`.thresholds`), and an expired version is not asked.
+
+One deadline per cycle (``cycle_deadline_seconds``), started when the cycle starts: the
+model calls share it (:class:`~services.trader.clients.Deadline`), and a layer not
+answered by then is unavailable with the rule ``deadline:<layer>``. The cycle then
+decides, records and returns as usual, so the cycle lock is never held longer than the
+deadline plus the local work (market data, the ledger).
 """
 from __future__ import annotations
 
@@ -27,11 +33,12 @@ from kryptobot.trading.settings import TraderConfig
 from services.framework.schemas import ModelInfo
 from services.trader import active_models, wire
 from services.trader.cache import ForecastCache
-from services.trader.clients import ModelClient
+from services.trader.clients import Deadline, ModelClient
 from services.trader.settings import TraderEnv
 from services.trader.thresholds import numbers, resolve_thresholds
 
 log = logging.getLogger("kryptobot.trader.insight")
+BACKSTOP_GRACE_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -52,12 +59,13 @@ class Engine:
 
     async def cycle(self, as_of=None, symbols: list[str] | None = None, layers: Layers | None = None, request_id: str | None = None) -> dict:
         cycle_id = request_id or uuid.uuid4().hex[:16]
+        deadline = Deadline(self.config.trader.cycle_deadline_seconds)
         self._refuse_the_past(as_of)
         layers = layers or Layers.from_config(self.config)
         symbols = symbols or self.config.trader.watchlist
         loaded = await asyncio.gather(*(asyncio.to_thread(self._view, s, as_of) for s in symbols), return_exceptions=True)
         views, unreadable = _split_views(symbols, loaded)
-        active = await active_models.fetch(self.clients, active_models.needed(self.config, layers), cycle_id)
+        active = await active_models.fetch(self.clients, active_models.needed(self.config, layers), cycle_id, deadline)
         config, thresholds = resolve_thresholds(self.config, active)  # the rules see numbers, never "auto"
         forecast_models = self._forecast_models(active.get("forecast"))
         # the venue's word first (orders whose outcome is unknown, cash, holdings): a live
@@ -67,7 +75,8 @@ class Engine:
         wanted = {v.symbol: _wanted(v, v.symbol in held, layers) for v in views}
         stale = {v.symbol: {n: why for n, why in active_models.expired(config, active, v.last_timestamp).items() if n in wanted[v.symbol]}
                  for v in views}
-        outputs = await asyncio.gather(*(self._ask(v, wanted[v.symbol], forecast_models, cycle_id, stale[v.symbol]) for v in views))
+        outputs = await asyncio.gather(*(self._ask(v, wanted[v.symbol], forecast_models, cycle_id, stale[v.symbol], deadline)
+                                         for v in views))
         await asyncio.to_thread(self.broker.mark, {v.symbol: v.last_close for v in views if v.symbol in held})
         decisions, orders = [], []
         for symbol, error in unreadable.items():  # one symbol without data must not stop the others
@@ -76,17 +85,21 @@ class Engine:
             await asyncio.to_thread(self.broker.record_decision, cycle_id, body)
             log_insight(body, cycle_id)
             decisions.append(body)
-        for v, out in zip(views, outputs):
+        for v, (out, why) in zip(views, outputs):
             decision = decide(v.symbol, v.technical, _holding(held.get(v.symbol), v), v.last_close, v.atr, out, config, layers)
             decision.rules.extend(f"model_expired:{n}" for n in stale[v.symbol])
+            decision.rules.extend(f"deadline:{n}" for n, reason in why.items() if reason.startswith("deadline"))
             body = {**asdict(decision), "last_bar": v.last_timestamp.isoformat(), "layers": layers.enabled(),
                     "thresholds": numbers(thresholds)}
             if stale[v.symbol]:
                 body["expired"] = stale[v.symbol]
-            order = await asyncio.to_thread(self._execute, body, v)
+            if why:
+                body["unavailable_reasons"] = why
+            order = await asyncio.to_thread(self._execute, body, v, cycle_id)
             if order is not None:
                 body["order"] = order
                 orders.append(order)
+            # completes the row an order's transaction wrote, if any, rather than adding one
             await asyncio.to_thread(self.broker.record_decision, cycle_id, body)
             log_insight(body, cycle_id)
             decisions.append(body)
@@ -107,12 +120,13 @@ class Engine:
         return view(self.provider, symbol, self.config.trader.history_bars, self.config.trader.strategy, as_of,
                     self.config.trader.timeframe)
 
-    def _execute(self, decision: dict, v: SymbolView) -> dict | None:
+    def _execute(self, decision: dict, v: SymbolView, cycle_id: str) -> dict | None:
         """Turn a buy/sell decision into an idempotent order: at most one per symbol and bar.
 
         A bar is decided once, as in the backtest: a cycle run again on the same bar (the
         scheduler, a retried request) must not re-enter a position it just exited, nor
-        fill the same order twice.
+        fill the same order twice. The broker writes the decision row with the order, in
+        one transaction: a crash after it leaves no order without its decision.
         """
         action = decision["action"]
         if action not in ("buy", "sell"):
@@ -128,10 +142,15 @@ class Engine:
             quantity = buy_quantity(portfolio["equity"], portfolio["cash"], decision["size_fraction"], v.last_close,
                                     t.slippage, t.commission)
         else:
-            quantity = self.broker.positions()[v.symbol]["quantity"]
+            position = self.broker.positions().get(v.symbol)
+            if position is None:  # sold since this cycle read the positions (another replica's cycle on this bar)
+                decision["rules"].append(f"order_rejected:no {v.symbol} position left to sell")
+                return None
+            quantity = position["quantity"]
         try:
             fill = self.broker.submit(client_order_id, v.symbol, action, quantity, v.last_close, decision={"rules": decision["rules"]},
-                                      stop=decision["stop"], target=decision["target"], bar=v.last_timestamp.isoformat())
+                                      stop=decision["stop"], target=decision["target"], bar=v.last_timestamp.isoformat(),
+                                      journal=(cycle_id, decision))
         except KryptoError as exc:
             decision["rules"].append(f"order_rejected:{exc.message}")
             return None
@@ -149,50 +168,68 @@ class Engine:
         )
 
     async def _ask(self, v: SymbolView, wanted: list[str], forecast: ForecastModels | None, request_id: str,
-                   expired: Mapping[str, str]) -> ModelOutputs:
-        """The ``wanted`` layers' answers; an ``expired`` layer is not asked, it is unavailable."""
+                   expired: Mapping[str, str], deadline: Deadline) -> tuple[ModelOutputs, dict[str, str]]:
+        """The ``wanted`` layers' answers, and why each asked layer that did not answer is
+        unavailable (``deadline: ...`` when the cycle's time ran out); an ``expired`` layer
+        is not asked, it is unavailable."""
         ask = {
-            "signal": lambda: self._classifier("signal", v, request_id),
-            "ensemble": lambda: self._classifier("ensemble", v, request_id),
-            "anomaly": lambda: self._anomaly(v, request_id),
-            "forecast": lambda: self._forecast(v, forecast, request_id),
+            "signal": lambda: self._classifier("signal", v, request_id, deadline),
+            "ensemble": lambda: self._classifier("ensemble", v, request_id, deadline),
+            "anomaly": lambda: self._anomaly(v, request_id, deadline),
+            "forecast": lambda: self._forecast(v, forecast, request_id, deadline),
         }
-        calls = {name: ask[name]() for name in wanted if name not in expired}
+
+        async def in_time(name: str) -> ModelOutputs:
+            # the clients keep to the deadline themselves; this backstop (the forecast cache's
+            # Redis calls) fires a little later, so that it never cancels a client while it
+            # closes a connection it gave up on: a connection cancelled mid-close stays open
+            if deadline.left() <= 0:
+                raise deadline.reached(name)
+            try:
+                async with asyncio.timeout(deadline.left() + BACKSTOP_GRACE_SECONDS):
+                    return await ask[name]()
+            except TimeoutError:
+                raise deadline.reached(name) from None
+
+        calls = {name: in_time(name) for name in wanted if name not in expired}
         results = await asyncio.gather(*calls.values(), return_exceptions=True)
-        values, unavailable = {}, [name for name in wanted if name in expired]
+        values, unavailable, why = {}, [name for name in wanted if name in expired], {}
         for name, result in zip(calls, results):
             if isinstance(result, Exception):
                 if not isinstance(result, KryptoError):
                     raise result
                 unavailable.append(name)
+                why[name] = result.message
                 log.warning("%s for %s: %s", name, v.symbol, result, extra={"request_id": request_id})
                 continue
             values[name] = result
-        return outputs_from(values, tuple(unavailable))
+        return outputs_from(values, tuple(unavailable)), why
 
-    async def _classifier(self, name: str, v: SymbolView, request_id: str) -> ModelOutputs:
+    async def _classifier(self, name: str, v: SymbolView, request_id: str, deadline: Deadline) -> ModelOutputs:
         body = wire.predict_body([wire.classifier_body(v.symbol, bars=v.last_bars(MODEL_BARS))])
-        prediction = (await self.clients[name].predict(body, request_id)).predictions[0]
+        prediction = (await self.clients[name].predict(body, request_id, deadline)).predictions[0]
         return wire.signal_reading(prediction) if name == "signal" else wire.ensemble_reading(prediction)
 
-    async def _anomaly(self, v: SymbolView, request_id: str) -> ModelOutputs:
+    async def _anomaly(self, v: SymbolView, request_id: str, deadline: Deadline) -> ModelOutputs:
         # every loaded bar: the detector's window is its own setting (up to 250 bars plus
         # their lookback), and with last_only it scores only the tail of what it is sent
         body = wire.anomaly_body(v.symbol, v.last_bars(len(v.bars)), last_only=True)
-        prediction = (await self.clients["anomaly"].predict(body, request_id)).predictions[0]
+        prediction = (await self.clients["anomaly"].predict(body, request_id, deadline)).predictions[0]
         return wire.anomaly_reading(prediction.anomaly, prediction.score)
 
-    async def _forecast(self, v: SymbolView, models: ForecastModels | None, request_id: str) -> ModelOutputs:
+    async def _forecast(self, v: SymbolView, models: ForecastModels | None, request_id: str, deadline: Deadline) -> ModelOutputs:
         if models is None:
-            raise ServiceUnavailable("the forecast service did not say which models it serves", field="forecast")
+            # GET /model failed earlier in this cycle: the breaker's state says whether it is still being tried
+            raise ServiceUnavailable(f"the forecast service did not say which models it serves (circuit "
+                                     f"{self.clients['forecast'].breaker.state})", field="forecast")
         body = wire.forecast_body(v.symbol, v.last_bars(models.bars))
 
         async def fetch() -> dict:
-            prediction = (await self.clients["forecast"].predict(body, request_id)).predictions[0]
+            prediction = (await self.clients["forecast"].predict(body, request_id, deadline)).predictions[0]
             return prediction.combined.model_dump(mode="json")
 
         key = self.cache.key(v.symbol, models.version, models.horizon, v.last_timestamp.isoformat())
-        value, _ = await self.cache.get_or_fetch(key, fetch)
+        value, _ = await self.cache.get_or_fetch(key, fetch, deadline)
         try:  # what the cache gave back is parsed like an answer: a poisoned value is no forecast
             return wire.path_reading(ForecastPath.model_validate(value))
         except ValidationError as exc:
