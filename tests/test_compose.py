@@ -1,9 +1,9 @@
 """docker-compose.yml and the five Dockerfiles, checked as files (no Docker engine needed).
 
 They cannot be built here, so everything a build or ``docker compose up`` would trip on
-that can be read from the files is checked: paths, ports, health checks, users, the pip
-extras (only the anomaly and forecast images may carry TensorFlow), and that every
-``KRYPTOBOT_*`` variable they set is one the code reads.
+that can be read from the files is checked: paths, ports, health checks, users, the export
+of the lock each installs and its extras (only the anomaly and forecast images may carry
+TensorFlow), and that every ``KRYPTOBOT_*`` variable they set is one the code reads.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import yaml
 
 from kryptobot.settings import SETTINGS_FILES, Settings
 from services.table import MODEL_SERVICES, SERVICES as TABLE
+from tests.lockfile import export_extras
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -54,12 +55,17 @@ def exec_form(args: str) -> list[str]:
     return yaml.safe_load(args)
 
 
+def installed_export(dockerfile: Path) -> Path:
+    """The one export of the lock the image installs, every hash checked (``make lock`` writes it)."""
+    installs = [cmd for run in args_of(dockerfile, "RUN") for cmd in re.findall(r"pip install [^&]*", run)]
+    assert installs and all("--require-hashes" in cmd for cmd in installs), f"{dockerfile}: pip installs only from the lock"
+    exports = [e for cmd in installs for e in re.findall(r"-r (requirements/[a-z0-9_-]+\.txt)", cmd)]
+    assert len(exports) == 1, f"{dockerfile} installs {exports}"
+    return ROOT / exports[0]
+
+
 def pip_extras(dockerfile: Path) -> set[str]:
-    found = set()
-    for run in args_of(dockerfile, "RUN"):
-        for group in re.findall(r"pip install [^&]*?\.\[([a-z0-9_,\- ]+)\]", run):
-            found |= {e.strip() for e in group.split(",")}
-    return found
+    return export_extras(installed_export(dockerfile))
 
 
 def requirements(extras: set[str]) -> list[str]:
@@ -141,8 +147,11 @@ def test_slim_python_311_base_and_non_root_user(name):
 @pytest.mark.parametrize("name", PORTS)
 def test_pip_extras_exist_and_only_anomaly_and_forecast_get_tensorflow(name):
     dockerfile = dockerfile_of(name)
+    assert installed_export(dockerfile) == ROOT / "requirements" / f"{name}.txt"
     extras = pip_extras(dockerfile)
     assert extras and "serve" in extras
+    # what the lock resolved for the image, dependencies of dependencies included
+    assert ("tensorflow" in installed_export(dockerfile).read_text()) == (name in TF_SERVICES)
     assert extras <= set(EXTRAS), f"unknown extras {extras - set(EXTRAS)}"
     tf_reqs = [r for r in requirements(extras) if r.lower().startswith("tensorflow")]
     if name in TF_SERVICES:
@@ -157,7 +166,7 @@ def test_pip_extras_exist_and_only_anomaly_and_forecast_get_tensorflow(name):
 @pytest.mark.parametrize("name", PORTS)
 def test_images_carry_the_code_and_the_config(name):
     copied = [src for a in args_of(dockerfile_of(name), "COPY") for src in shlex.split(a)[:-1]]
-    for path in ("pyproject.toml", "kryptobot", "config", f"services/{name}", "services/framework", "services/serve.py", "services/table.py"):
+    for path in (f"requirements/{name}.txt", "kryptobot", "config", f"services/{name}", "services/framework", "services/serve.py", "services/table.py"):
         assert path in copied, f"{name} does not COPY {path}"
         assert (ROOT / path).exists()
 
@@ -174,7 +183,7 @@ def test_model_services_share_the_models_volume():
 def test_trader_wiring():
     trader = SERVICES["trader"]
     env = trader["environment"]
-    assert env["KRYPTOBOT_REDIS_URL"] == "redis://redis:6379/0"
+    assert env["KRYPTOBOT_REDIS_URL"] == REDIS_URL
     for name in MODEL_SERVICES:
         assert env[f"KRYPTOBOT_{name.upper()}_URL"] == f"http://{name}:{PORTS[name]}"
         assert name in trader["depends_on"]
@@ -183,6 +192,24 @@ def test_trader_wiring():
     ledger_dir = str(Path(env["KRYPTOBOT_LEDGER_PATH"]).parent)
     volume, _, target = next(v for v in trader["volumes"] if not v.startswith("./")).partition(":")
     assert target == ledger_dir and volume in COMPOSE["volumes"], "the ledger must be on a named volume"
+
+
+#: the password compose requires (``:?``: no start without it), as every service's URL carries it
+REDIS_PASSWORD = "${REDIS_PASSWORD:?set REDIS_PASSWORD, see docker-compose.yml}"
+REDIS_URL = f"redis://:{REDIS_PASSWORD}@redis:6379/0"
+
+
+def test_redis_requires_a_password_every_service_has():
+    redis = SERVICES["redis"]
+    command = redis["command"]
+    assert command[command.index("--requirepass") + 1] == REDIS_PASSWORD
+    assert redis["environment"]["REDISCLI_AUTH"] == REDIS_PASSWORD, "the health check's redis-cli must authenticate"
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert "ports" not in redis, "Redis stays inside the compose network"
+    for name in list(PORTS):  # the trader (cache, leader lease) and the model services (replication)
+        assert SERVICES[name]["environment"]["KRYPTOBOT_REDIS_URL"] == REDIS_URL, name
+    # the password's name is not a KRYPTOBOT_ setting: only the URLs built from it reach the code
+    assert not re.search(r"KRYPTOBOT_REDIS_PASSWORD", (ROOT / "docker-compose.yml").read_text())
 
 
 def test_bootstrap_trains_the_model_services_once():
@@ -222,4 +249,4 @@ def test_every_kryptobot_variable_is_read_by_the_code():
 def test_dockerignore_keeps_local_state_out_but_not_the_code():
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")}
     assert {".venv", ".git", "var", "models"} <= ignored
-    assert not ignored & {"kryptobot", "services", "config", "pyproject.toml"}
+    assert not ignored & {"kryptobot", "services", "config", "requirements"}
