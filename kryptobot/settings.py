@@ -44,12 +44,24 @@ class Settings(BaseSettings):
         None, description="HMAC key that signs every model version; when set, unsigned or wrongly signed versions are refused"
     )
     redis_url: str = "redis://127.0.0.1:6379/0"
+    replication: bool = Field(
+        True,
+        description="model services: follow the versions other replicas of the same store activate "
+        "(Redis pub/sub when Redis answers, and the store's active pointer every replication_poll_seconds)",
+    )
+    replication_poll_seconds: float = Field(
+        3.0, ge=0.1, le=3600, description="how often a model service re-reads the store's active pointer (lost messages, no Redis)"
+    )
     max_batch: int = Field(1000, ge=1)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest request body a service reads (413 above)")
     log_format: Literal["auto", "json", "text"] = "auto"
     keep_versions: int = Field(20, ge=2, le=10_000, description="versions kept per line (never the active or the previous one)")
     keep_jobs: int = Field(100, ge=1, le=100_000, description="finished training-job records kept")
     tf_threads: int = Field(2, ge=1, le=256, description="TensorFlow's intra- and inter-op thread pools (anomaly, forecast)")
+    ray_address: str | None = Field(
+        None, min_length=1, description="a Ray cluster's head (host:port of its GCS, e.g. 127.0.0.1:6389) that runs the heavy work "
+        "(walk-forward folds); unset: this machine's processes (kryptobot.parallel)"
+    )
 
     def signing_key_bytes(self) -> bytes | None:
         return self.signing_key.get_secret_value().encode() if self.signing_key else None

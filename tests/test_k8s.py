@@ -33,9 +33,6 @@ CONFIGURATIONS = ("small", "scaled")
 KUBERNETES_VERSIONS = ("1.27.0", kubernetes_validate.latest_version())
 TF_SERVICES = {s.name for s in SERVICES if s.tensorflow}
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-# Settings that other parts of issue 15 add (model signing, the PostgreSQL ledger); until
-# their fields exist in the settings classes they are allowed by name here.
-PENDING_VARIABLES = {"KRYPTOBOT_SIGNING_KEY", "KRYPTOBOT_LEDGER_URL"}
 WORKLOADS = ("Deployment", "Job")
 
 
@@ -365,7 +362,7 @@ def test_the_model_services_have_one_shape(objects):
 def test_every_kryptobot_variable_is_a_setting_of_the_code(objects):
     used = {e["name"] for _, _, c in containers(objects) for e in c.get("env", []) if e["name"].startswith("KRYPTOBOT_")}
     assert used
-    unknown = used - _known_variables() - PENDING_VARIABLES
+    unknown = used - _known_variables()
     assert not unknown, f"not settings of the code: {sorted(unknown)}"
 
 
@@ -379,7 +376,7 @@ def test_small_runs_one_replica_of_everything_on_sqlite(rendered):
     assert not of_kind(objects, "HorizontalPodAutoscaler")
     for name, budget in of_kind(objects, "PodDisruptionBudget").items():
         assert "minAvailable" not in budget["spec"], f"{name}: with one replica it would block every node drain"
-    assert "KRYPTOBOT_LEDGER_URL" not in env(main_container(objects, "trader"))
+    assert "KRYPTOBOT_DATABASE_URL" not in env(main_container(objects, "trader"))
     assert of_kind(objects, "Deployment")["trader"]["spec"]["strategy"]["type"] == "Recreate", "one process on the SQLite file"
 
 
@@ -400,7 +397,7 @@ def test_scaled_autoscales_the_model_services_and_shares_a_postgresql_ledger(ren
         assert budget["spec"]["minAvailable"] == 1 and "maxUnavailable" not in budget["spec"], name
     trader = deployments["trader"]["spec"]
     assert trader["replicas"] >= 2 and trader["strategy"]["type"] == "RollingUpdate"
-    ledger = env(main_container(objects, "trader"))["KRYPTOBOT_LEDGER_URL"]
+    ledger = env(main_container(objects, "trader"))["KRYPTOBOT_DATABASE_URL"]
     assert ledger["valueFrom"]["secretKeyRef"]["key"] == "ledger-url" and "value" not in ledger
     # two traders on several nodes share the reports volume
     assert of_kind(objects, "PersistentVolumeClaim")["trader-data"]["spec"]["accessModes"] == ["ReadWriteMany"]

@@ -139,6 +139,12 @@ class TraderSettings(FileSettings):
     retraining: RetrainingSettings = Field(default_factory=RetrainingSettings)
     request_timeout_seconds: float = Field(5.0, gt=0, le=120)
     retries: int = Field(2, ge=0, le=10)
+    cycle_deadline_seconds: float = Field(
+        30.0, gt=0, le=3600,
+        description="a cycle's model calls (active versions, predictions, the forecast cache) share this many seconds: each "
+        "request gets min(request_timeout_seconds, time left), no retry starts without time left, and the layers not "
+        "answered by then are unavailable (rule deadline:<layer>, unavailable_policy applies); the cycle then decides, "
+        "records and releases its lock")
     broker: Literal["paper", "ccxt"] = Field(
         "paper", description="paper: the offline ledger; ccxt: spot orders on `exchange` (needs KRYPTOBOT_EXCHANGE_API_KEY "
         "and KRYPTOBOT_EXCHANGE_SECRET)")

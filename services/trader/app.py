@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from kryptobot.data.base import UniqueSymbols
 from kryptobot.errors import Busy, InvalidInput, KryptoError, NotFound
 from kryptobot.store import REPORT_NAME_RE
-from kryptobot.trading.backtest import BacktestRequest, write_reports
+from kryptobot.trading.backtest import BacktestRequest
 from kryptobot.trading.broker import Broker, open_broker
 from kryptobot.trading.decisions import LAYERS, Layers
 from kryptobot.trading.settings import TraderConfig
@@ -26,11 +26,12 @@ from services.framework.base import create_base_app
 from services.framework.observability import Metrics, configure_logging
 from services.framework.openapi import error_responses
 from services.table import MODEL_SERVICES
-from services.trader.backtest import BACKTEST_TIMEOUT_SECONDS, run_backtest, walk_forward
+from services.trader.backtest import BACKTEST_TIMEOUT_SECONDS, run_backtest, save_reports, walk_forward
 from services.trader.cache import ForecastCache
 from services.trader.clients import CircuitBreaker, ModelClient
 from services.trader.dashboard import install_dashboard
 from services.trader.engine import Engine
+from services.trader.leader import Leadership
 from services.trader.scheduler import build_scheduler
 from services.trader.schemas import (
     BacktestReport,
@@ -60,6 +61,7 @@ class TraderState:
     metrics: Metrics
     cycle_lock: asyncio.Lock
     backtests: asyncio.Semaphore
+    leadership: Leadership
 
 
 def get_state(request: Request) -> TraderState:
@@ -100,21 +102,28 @@ def create_app(env: TraderEnv | None = None) -> FastAPI:
         # be retried nor open the live circuits when one of them times out
         backtest_clients = {n: ModelClient(n, urls[n], http, BACKTEST_TIMEOUT_SECONDS, 0, CircuitBreaker()) for n in MODEL_SERVICES}
         cache = ForecastCache(env.redis_url, config.forecasting.update_frequency, env.cache_prefix, registry=metrics.registry)
-        broker = open_broker(t, env.ledger_path, **env.exchange_credentials(), ccxt_config=env.ccxt_config)
+        broker = open_broker(t, env.ledger_path, **env.exchange_credentials(), ccxt_config=env.ccxt_config,
+                             database_url=env.database_url_value(), keep_decisions=env.keep_decisions)
         try:  # a live broker settles what a crash left unknown before anything else
             await asyncio.to_thread(broker.sync, {})
         except KryptoError as exc:
             log.warning("broker sync at start-up failed (each cycle syncs first): %s", exc)
-        state = TraderState(env, config, Engine(config, env, clients, cache, broker), clients, backtest_clients, cache, broker, metrics, asyncio.Lock(),
-                            asyncio.Semaphore(env.max_concurrent_backtests))
+        engine = Engine(config, env, clients, cache, broker)
+        cycle_lock = asyncio.Lock()
+        # cycles every schedule_minutes and the layers' retraining rules (None: neither is set),
+        # run by the leader among replicas only (an election only when there is a schedule)
+        scheduler = build_scheduler(config, urls, engine.cycle, cycle_lock, http, env.api_key, leads=lambda: leadership.is_leader)
+        leadership = Leadership(env.redis_url, env.leader_key, env.leader_lease_seconds if scheduler else 0.0, metrics.registry)
+        state = TraderState(env, config, engine, clients, backtest_clients, cache, broker, metrics, cycle_lock,
+                            asyncio.Semaphore(env.max_concurrent_backtests), leadership)
         app.state.trader = state
-        # cycles every schedule_minutes and the layers' retraining rules (None: neither is set)
-        scheduler = build_scheduler(config, urls, state.engine.cycle, state.cycle_lock, http, env.api_key)
+        leadership.start()
         if scheduler:
             scheduler.start()
         yield
         if scheduler:
             scheduler.shutdown(wait=False)
+        await leadership.stop()  # the lease released: another replica takes over at once
         await http.aclose()
         await cache.close()
         broker.close()
@@ -133,6 +142,7 @@ def _routes(app: FastAPI) -> None:
             "status": "ready",
             "redis": await state.cache.ping(),
             "services": {n: c.breaker.state for n, c in state.clients.items()},
+            "leader": state.leadership.status(),
         }
 
     @app.post("/cycle", tags=["trading"], summary="Run one decision cycle for the watchlist now",
@@ -162,7 +172,7 @@ def _routes(app: FastAPI) -> None:
 
     @app.post("/backtest", tags=["backtest"], summary="Replay the rules over history for each mode vs buy-and-hold "
                                                       "(the active models, or walk-forward: retrained before each fold)",
-              response_model=BacktestReport, responses=error_responses(404, 429), dependencies=[ApiKey])
+              response_model=BacktestReport, responses=error_responses(404, 429, 503), dependencies=[ApiKey])
     async def backtest(body: BacktestRequest, request: Request, state: State):
         if state.backtests.locked():  # each one holds CPU for seconds to minutes: a queue would only hide that
             raise Busy(f"{state.env.max_concurrent_backtests} backtest(s) already running; try again when it ends",
@@ -176,7 +186,7 @@ def _routes(app: FastAPI) -> None:
         else:
             report = await run_backtest(body, state.config, state.backtest_clients, state.env.csv_dir, state.env.max_batch,
                                         request.state.request_id, market_data_dir=state.env.market_data_dir)
-        names = await asyncio.to_thread(write_reports, report, state.env.reports_dir)
+        names = await asyncio.to_thread(save_reports, report, state.env.reports_dir, state.env.keep_reports)
         return JSONResponse({**report, "reports": names})
 
     @app.get("/reports/{name}", tags=["backtest"], summary="backtest_report.json or equity_curve.png (latest, or by id)",

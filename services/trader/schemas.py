@@ -23,6 +23,8 @@ class TraderReadiness(_Open):
     status: Literal["ready"]
     redis: bool = Field(description="the forecast cache answers")
     services: dict[str, str] = Field(description="circuit breaker per model service: closed, open or half-open")
+    leader: dict | None = Field(None, description="the scheduler's leader election: whether this replica leads, "
+                                                  "the lease's holder at the last attempt")
 
 
 class Fill(_Open):
@@ -68,6 +70,8 @@ class Decision(_Open):
     order: Fill | None = Field(None, description="the order it placed, if any")
     thresholds: dict[str, float] | None = Field(None, description="the threshold of each layer it was decided with")
     expired: dict[str, str] | None = Field(None, description="layers whose active version had expired, and why (not asked)")
+    unavailable_reasons: dict[str, str] | None = Field(
+        None, description="each asked layer that did not answer, and why ('deadline: ...' when the cycle's deadline came first)")
 
 
 class StoredDecision(Decision):
