@@ -18,12 +18,9 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
-
-from common import ROOT, TreeServer, cores_text, cpu_seconds, http_load, percentile, pinned, start_service, wait_for_job
+from common import ROOT, TreeServer, cores_text, cpu_seconds, http_load, percentile, pinned, train_signal_model, wait_until_answers
 
 from kryptobot.models.common.examples import example_bars
 from kryptobot.trading.market import MODEL_BARS
@@ -83,18 +80,12 @@ class HAProxy:
         with pinned(self.cores), open(self.log, "ab") as log:
             self.proc = subprocess.Popen([HAPROXY, "-db", "-f", str(self.config)], stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"haproxy exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health/ready", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"haproxy did not answer in {timeout}s: {self.log.read_text()[-2000:]}")
+        try:
+            wait_until_answers(self.proc, f"http://127.0.0.1:{self.port}/health/ready", "haproxy", self.log.read_text, timeout)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -122,14 +113,7 @@ def throughput(port: int, body: bytes, processes: dict[str, int]) -> tuple[float
 def main() -> None:
     if not Path(HAPROXY).exists():
         raise SystemExit(f"{HAPROXY} is missing: `make haproxy` (Debian's haproxy package) installs it")
-    trainer, workdir = start_service("services.signal.app:create_app")
-    try:
-        with httpx.Client(base_url=trainer.url, timeout=60) as client:
-            job = client.post("/train", json={"model": {"n_estimators": 100, "max_depth": 8}, "activate": True}).json()
-            job = wait_for_job(client, job["id"], timeout=600)
-            assert job["state"] == "succeeded", job
-    finally:
-        trainer.stop()
+    workdir, _ = train_signal_model()
 
     env = {"KRYPTOBOT_MODELS_DIR": str(workdir / "models"), "KRYPTOBOT_LOG_FORMAT": "text"}
     body = json.dumps({"instances": [{"symbol": "SYNA", "side": "buy", "bars": example_bars(MODEL_BARS)}]}).encode()

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from common import (TreeServer, cores_text, cpu_seconds, http_load, percentile, pinned, report,
-                    report_feature_building, start_service, time_calls, wait_for_job)
+                    report_feature_building, time_calls, train_signal_model)
 
 from kryptobot.models.common.examples import classifier_example, example_bars
 from kryptobot.trading.market import MODEL_BARS
@@ -76,15 +76,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="a checkout of other code (e.g. a worktree of HEAD~1) to measure too")
     args = parser.parse_args()
 
-    trainer, workdir = start_service("services.signal.app:create_app")
-    try:
-        with httpx.Client(base_url=trainer.url, timeout=60) as client:
-            job = client.post("/train", json={"model": {"n_estimators": 100, "max_depth": 8}, "activate": True}).json()
-            job = wait_for_job(client, job["id"], timeout=600)
-            assert job["state"] == "succeeded", job
-            version = job["versions"][0]
-    finally:
-        trainer.stop()
+    workdir, version = train_signal_model()
 
     models = workdir / "models"
     trees = {"now": Path(__file__).resolve().parents[1]}

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.live import LiveServer, wait_for_job  # noqa: E402
+from tests.live import LiveServer, wait_for_job, wait_until_answers  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -67,6 +67,20 @@ def start_service(factory: str, env: dict | None = None) -> tuple[LiveServer, Pa
     return server.start(), workdir
 
 
+def train_signal_model() -> tuple[Path, str]:
+    """A signal model of the benches' size (100 trees, depth 8) trained and activated in a fresh
+    store: (the store's work directory, the version)."""
+    trainer, workdir = start_service("services.signal.app:create_app")
+    try:
+        with httpx.Client(base_url=trainer.url, timeout=60) as client:
+            job = client.post("/train", json={"model": {"n_estimators": 100, "max_depth": 8}, "activate": True}).json()
+            job = wait_for_job(client, job["id"], timeout=600)
+            assert job["state"] == "succeeded", job
+    finally:
+        trainer.stop()
+    return workdir, job["versions"][0]
+
+
 @contextmanager
 def pinned(cores: set[int] | None):
     """Run the block on ``cores`` (as ``taskset -c``): processes started in it inherit them,
@@ -106,18 +120,12 @@ class TreeServer:
                  "--log-level", "warning"],
                 cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.factory} exited; log: {self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"{self.factory} not ready in {timeout}s; log: {self.log_path.read_text()[-3000:]}")
+        try:
+            wait_until_answers(self.proc, f"{self.url}/health/ready", self.factory, self.log_path.read_text, timeout)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
@@ -18,6 +19,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_until_answers(proc: subprocess.Popen, url: str, what: str, log_text: Callable[[], str], timeout: float,
+                       interval: float = 0.2) -> None:
+    """Poll ``url`` until it answers 200; RuntimeError (with the log's tail) when ``proc``
+    exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}; log: {log_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(interval)
+    raise RuntimeError(f"{what} did not answer {url} in {timeout}s; log: {log_text()[-3000:]}")
 
 
 class LiveServer:
@@ -39,18 +57,12 @@ class LiveServer:
              "--port", str(self.port), "--log-level", "warning"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.factory} exited with {self.proc.returncode}; log: {self.log_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health/live", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.factory} did not start in {timeout}s; log: {self.log_text()[-3000:]}")
+        try:
+            wait_until_answers(self.proc, f"{self.url}/health/live", self.factory, self.log_text, timeout, interval=0.1)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None or self.proc.poll() is not None:
