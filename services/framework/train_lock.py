@@ -12,6 +12,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +22,7 @@ from kryptobot.files import utc_now
 log = logging.getLogger("kryptobot.service")
 LOCK_FILE = "train.lock"
 _HOLDER_BYTES = 4096
+_HOLDER_READS = 20
 
 
 class TrainLock:
@@ -46,7 +48,7 @@ class TrainLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = self._read(fd)
+            holder = self._read_holder(fd)
             os.close(fd)
             raise Conflict(self._describe(holder), field="job") from None
         except OSError as exc:  # a filesystem without locks: serve on, one job per process
@@ -97,6 +99,18 @@ class TrainLock:
     def _write(self, holder: dict) -> None:
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, json.dumps(holder).encode(), 0)
+
+    @classmethod
+    def _read_holder(cls, fd: int) -> dict:
+        """The holder's record; the holder writes it just after taking the lock, so an empty
+        file is re-read for a moment (at most ~0.1 s, only on a refusal) before the 409 goes
+        out without a name."""
+        for _ in range(_HOLDER_READS):
+            holder = cls._read(fd)
+            if holder.get("replica"):
+                return holder
+            time.sleep(0.005)
+        return holder
 
     @staticmethod
     def _read(fd: int) -> dict:
