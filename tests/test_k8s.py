@@ -50,7 +50,7 @@ def kubectl() -> str:
             why = repr(exc)
         found = shutil.which(KUBECTL)
         if found is None:
-            pytest.skip(f"no {KUBECTL} to render the manifests, and `make k8s-tools` did not install it ({why})")
+            pytest.fail(f"no {KUBECTL} to render the manifests, and `make k8s-tools` did not install it ({why})")
     return found
 
 

@@ -275,7 +275,6 @@ SAMPLE = AnomalyTrainConfig(
 
 @pytest.mark.tf
 def test_sample_data_shocks_are_found_at_least_as_often_as_by_the_zscore_baseline():
-    pytest.importorskip("bokeh_sampledata")
     detector = train_detector(load_bars(SAMPLE.data), SAMPLE, None, shock_days())
     events = detector.metadata()["metrics"]["events"]
     holdout, whole = events["holdout"], events["whole_history_in_sample"]
