@@ -20,7 +20,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from common import ROOT, TreeServer, cores_text, cpu_seconds, http_load, percentile, pinned, train_signal_model, wait_until_answers
+from common import ROOT, TreeServer, cores_text, cpu_seconds, http_load, percentile, pinned, stop_process, train_signal_model, wait_until_answers
 
 from kryptobot.models.common.examples import example_bars
 from kryptobot.trading.market import MODEL_BARS
@@ -88,13 +88,7 @@ class HAProxy:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=10)
 
 
 def throughput(port: int, body: bytes, processes: dict[str, int]) -> tuple[float, float, float, dict[str, float]]:
